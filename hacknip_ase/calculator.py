@@ -1,0 +1,88 @@
+"""ASE calculator that returns a frozen NIP's layer-wise embeddings next to its energy."""
+
+from __future__ import annotations
+
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from .backbones import DEFAULT_BACKBONE, Backbone, get_backbone
+from .outputs import register_embedding_outputs
+
+_FORCE_PROPERTIES = {"forces", "stress"}
+
+
+class EmbeddingCalculator(Calculator):
+    """Layer-wise NIP embeddings, the NIP's energy/forces/stress, and learned properties.
+
+    Parameters
+    ----------
+    backbone : str or Backbone
+        Registry name ("chgnet", "sevennet", "orb", "mace") or a built backbone.
+    device : str
+        Torch device used when ``backbone`` is a name.
+    heads : dict, optional
+        Property name -> saved predictor path (or loaded predictor); each adds a property
+        computed from the same forward pass.
+    **backbone_options
+        Passed to the backbone adapter (``model=``, ``weights=``, ``expand_supercell=`` ...).
+
+    Notes
+    -----
+    ``embeddings`` has shape (n_depths, dim): mean-pooled features after each depth
+    (depth 0 = embedding layer). ``node_embeddings`` has shape (n_atoms, n_depths, dim).
+    ``stress`` is only given for fully periodic structures. Results are reused while the
+    atoms do not change (ASE's ``check_state``), also through ``Atoms.get_properties``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "embeddings", "node_embeddings"]
+
+    def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str = "cpu",
+                 heads: dict | None = None, **backbone_options) -> None:
+        register_embedding_outputs()
+        if isinstance(backbone, Backbone):
+            self.backbone = get_backbone(backbone, **backbone_options)
+        else:
+            self.backbone = get_backbone(backbone, device=device, **backbone_options)
+        self.heads = {}
+        super().__init__()
+        self.implemented_properties = list(type(self).implemented_properties)
+        for name, head in (heads or {}).items():
+            self.add_head(name, head)
+
+    def add_head(self, name: str, predictor) -> None:
+        """Attach a trained predictor (object or file path) as the property ``name``."""
+        from .heads.predictor import load_predictor  # heads are optional for embeddings
+
+        if not hasattr(predictor, "predict_embeddings"):
+            predictor = load_predictor(predictor)
+        predictor.check_backbone(self.backbone.info)
+        for prop in predictor.register_outputs(name):
+            if prop not in self.implemented_properties:
+                self.implemented_properties.append(prop)
+        self.heads[name] = predictor
+        self.reset()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        # Atoms.get_properties passes all_changes every time; reuse what is still valid.
+        if atoms is not None and self.atoms is not None and not self.check_state(atoms) \
+                and all(name in self.results for name in properties):
+            return
+        super().calculate(atoms, properties, system_changes)
+        if "stress" in properties and not self.atoms.pbc.all():
+            raise PropertyNotImplementedError("stress needs a fully periodic structure")
+        need_forces = bool(_FORCE_PROPERTIES & set(properties))
+        output = self.backbone.forward([self.atoms], forces=need_forces)
+        nodes = output.node_features[0]
+        embeddings = output.embeddings()
+        results = {
+            "energy": float(output.energy[0]),
+            "free_energy": float(output.energy[0]),
+            "embeddings": embeddings[0].astype(float),
+            "node_embeddings": nodes.astype(float),
+        }
+        if need_forces:
+            results["forces"] = output.forces[0]
+            if output.stress[0] is not None:
+                results["stress"] = output.stress[0]
+        for name, predictor in self.heads.items():
+            results.update(predictor.predict_properties(name, embeddings))
+        self.results = results

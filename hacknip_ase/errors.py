@@ -1,0 +1,61 @@
+"""Typed errors. Every error the package raises on bad input is a ``ValueError``."""
+
+
+class HackNIPError(ValueError):
+    """Base class of all hacknip-ase input and configuration errors."""
+
+
+class InvalidStructureError(HackNIPError):
+    """A structure cannot be passed through a backbone."""
+
+
+class EmptyStructureError(InvalidStructureError):
+    """The structure has no atoms."""
+
+
+class NonFiniteStructureError(InvalidStructureError):
+    """Positions or cell contain NaN or inf."""
+
+
+class OverlappingAtomsError(InvalidStructureError):
+    """Two atoms (or an atom and its periodic image) are closer than allowed."""
+
+
+class SingularCellError(InvalidStructureError):
+    """A periodic structure has a cell of (near) zero volume."""
+
+
+class UnsupportedElementError(InvalidStructureError):
+    """The structure holds an element the backbone was not trained on."""
+
+
+class StructureParseError(InvalidStructureError):
+    """A CIF, SMILES or other structure text could not be parsed."""
+
+
+class UnknownBackboneError(HackNIPError):
+    """The backbone name is not in the registry."""
+
+
+class WeightsError(HackNIPError):
+    """Model weights are missing, corrupt or could not be obtained."""
+
+
+class WeightsNotFoundError(WeightsError):
+    """The weights file does not exist."""
+
+
+class CorruptWeightsError(WeightsError):
+    """The weights file exists but cannot be loaded or fails its checksum."""
+
+
+class DownloadError(WeightsError):
+    """A download failed (typically: no network)."""
+
+
+class DataNotFoundError(HackNIPError):
+    """A benchmark data file is missing."""
+
+
+class PredictorMismatchError(HackNIPError):
+    """A saved predictor does not fit the backbone or weights it is used with."""
