@@ -1,0 +1,160 @@
+"""SevenNet adapter (SevenNet-0 weights ship in the sevenn wheel; no download).
+
+SevenNet is E(3)-equivariant: its node state holds scalars (0e) next to vectors and tensors
+(l > 0), which rotate with the structure. Only the invariant 0e channels are taken, at every
+depth: depth 0 is the node embedding (one-hot -> linear, 128x0e), depth k (1..5) the node
+state after interaction block k, i.e. after its equivariant gate (the block's output; the 0e
+part is 128 channels in every block, the last block outputs only 128x0e). SevenNet-0:
+6 depths x 128. A checkpoint whose blocks differ in scalar width is refused, because
+BackboneInfo has one ``dim``.
+
+Checkpoints are loaded with ``torch.load(weights_only=True)``; they hold numpy arrays (energy
+shift/scale in the config), so plain numeric numpy arrays are allow-listed, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from .._trusted import import_trusted
+from ..errors import CorruptWeightsError, WeightsNotFoundError
+from ..weights import resolve_weights, sha256_file
+from ._hooks import StopForward, capture_outputs, run_until
+from .base import Backbone, BackboneInfo, ForwardResult
+
+#: Packaged models: name -> attribute of sevenn._const holding the checkpoint path.
+_PACKAGED = {"7net-0": "SEVENNET_0_11Jul2024", "7net-0_22May2024": "SEVENNET_0_22May2024",
+             "7net-l3i5": "SEVENNET_l3i5"}
+#: sevenn orders stress xx, yy, zz, xy, yz, zx; ASE Voigt is xx, yy, zz, yz, xz, xy.
+_TO_ASE_VOIGT = [0, 1, 2, 4, 5, 3]
+
+
+def _numpy_safe_globals() -> list:
+    """What ``weights_only`` needs to rebuild plain numeric numpy arrays (no object arrays)."""
+    from numpy.core.multiarray import _reconstruct
+
+    dtypes = [type(np.dtype(code)) for code in "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]]
+    return [(_reconstruct, "numpy.core.multiarray._reconstruct"),
+            (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype, *set(dtypes)]
+
+
+def _scalar_index(irreps) -> torch.Tensor:
+    """Positions of the invariant 0e channels in an e3nn feature vector."""
+    parts = [torch.arange(s.start, s.stop) for (_, ir), s in zip(irreps, irreps.slices(), strict=True)
+             if ir.l == 0 and ir.p == 1]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
+
+class SevenNetBackbone(Backbone):
+    """SevenNet through sevenn's own graph builder, torch_geometric batching and model.
+
+    Parameters
+    ----------
+    model : str
+        Packaged model: "7net-0" (SevenNet-0, 11Jul2024; default), "7net-0_22May2024" or
+        "7net-l3i5".
+    weights : path, optional
+        A SevenNet checkpoint of your own (e.g. fine-tuned); loaded with ``weights_only=True``.
+    device : str
+        Torch device.
+    """
+
+    name = "sevennet"
+    needs_cell = False  # sevenn builds graphs of molecules without a cell, as its calculator does
+
+    def __init__(self, model: str = "7net-0", *, weights=None, device: str = "cpu", **options) -> None:
+        super().__init__(device=device, **options)
+        # e3nn loads a packaged file at import time that weights_only refuses: trust it, scoped.
+        const, util, self._keys, graph_data, dataload = import_trusted(
+            "sevenn._const", "sevenn.util", "sevenn._keys", "sevenn.atom_graph_data", "sevenn.train.dataload")
+        self._graph_data, self._to_graph = graph_data.AtomGraphData, dataload.unlabeled_atoms_to_graph
+        if weights is None:
+            if model not in _PACKAGED:
+                raise WeightsNotFoundError(f"unknown SevenNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
+            weights = getattr(const, _PACKAGED[model])
+        else:
+            model = os.path.basename(str(weights))
+        path = resolve_weights(model=f"SevenNet {model}", filename=os.path.basename(str(weights)), url=None, path=weights)
+        try:
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            self.model, config = util.model_from_checkpoint(checkpoint)
+        except Exception as exc:
+            raise CorruptWeightsError(
+                f"cannot load SevenNet checkpoint {path} with weights_only=True (it must hold only "
+                f"tensors, numeric numpy arrays and plain Python values): {exc}") from exc
+        self.model.to(self.device).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        modules = self.model._modules
+        gates = [m.gate for key, m in modules.items() if key.endswith("_equivariant_gate")]
+        self._depth_modules = [modules["onehot_to_feature_x"].linear, *gates]
+        self._scalars = [_scalar_index(m.irreps_out).to(self.device) for m in self._depth_modules]
+        dims = {len(index) for index in self._scalars}
+        if len(dims) != 1 or 0 in dims:
+            raise CorruptWeightsError(f"SevenNet checkpoint {path}: scalar (0e) widths differ between "
+                                      f"depths ({[len(i) for i in self._scalars]}); one width is needed")
+        self.info = BackboneInfo(
+            name=self.name,
+            model=model,
+            weights_sha256=sha256_file(path),
+            n_depths=len(self._depth_modules),
+            dim=dims.pop(),
+            cutoff=float(config["cutoff"]),
+            elements=frozenset(int(z) for z in self.model.type_map),
+            features="invariant 0e node channels after the embedding and each interaction block",
+        )
+
+    def batch(self, atoms_list: list[Atoms]):
+        """sevenn graphs of prepared structures, collated as its DataLoader does."""
+        from torch_geometric.data import Batch
+
+        graphs = [self._graph_data.from_numpy_dict(self._to_graph(atoms, self.info.cutoff)) for atoms in atoms_list]
+        return Batch.from_data_list(graphs).to(self.device)
+
+    def _scalar_features(self, depth: int, output: torch.Tensor) -> torch.Tensor:
+        return output[:, self._scalars[depth]]
+
+    def _forward(self, atoms_list: list[Atoms], *, forces: bool) -> ForwardResult:
+        data = self.batch(atoms_list)
+        self.model.set_is_batch_data(True)
+        keys = self._keys
+        with capture_outputs(self._depth_modules) as captured:
+            if forces:  # sevenn differentiates the energy w.r.t. edge vectors for forces and stress
+                data = self.model(data)
+            else:  # modules write into ``data``; stop before the autograd force/stress step
+                handle = self.model.force_output.register_forward_pre_hook(_stop)
+                try:
+                    with torch.no_grad():
+                        self.model(data)
+                except StopForward:
+                    pass
+                finally:
+                    handle.remove()
+        stacked = torch.stack([self._scalar_features(d, c) for d, c in enumerate(captured)], dim=1)
+        counts = np.cumsum([len(atoms) for atoms in atoms_list])[:-1]
+        result = ForwardResult(
+            node_features=np.split(stacked.cpu().numpy().astype(np.float32), counts),
+            energy=data[keys.PRED_TOTAL_ENERGY].detach().cpu().numpy().astype(float).reshape(-1),
+        )
+        if forces:
+            result.forces = np.split(data[keys.PRED_FORCE].detach().cpu().numpy().astype(float), counts)
+            # same sign and order as SevenNetCalculator: ASE stress = -(sevenn stress), Voigt
+            stress = -data[keys.PRED_STRESS].detach().cpu().numpy().astype(float).reshape(len(atoms_list), 6)
+            result.stress = list(stress[:, _TO_ASE_VOIGT])
+        return result
+
+    def _truncated_features(self, atoms: Atoms, depth: int) -> np.ndarray:
+        data = self.batch([atoms])
+        self.model.set_is_batch_data(True)
+        with torch.no_grad():
+            output = run_until(self._depth_modules, depth, lambda: self.model(data))
+        return self._scalar_features(depth, output).cpu().numpy().astype(np.float32)
+
+
+def _stop(*_):
+    raise StopForward
