@@ -59,3 +59,11 @@ class DataNotFoundError(HackNIPError):
 
 class PredictorMismatchError(HackNIPError):
     """A saved predictor does not fit the backbone or weights it is used with."""
+
+
+class DataFormatError(HackNIPError):
+    """A benchmark data file has an unexpected layout or content, or fails its checksum."""
+
+
+class UntrustedPredictorError(HackNIPError):
+    """A saved predictor needs unpickling, which was not explicitly allowed (``trust=True``)."""

@@ -1,0 +1,124 @@
+"""MoleculeNet BACE, BBBP and ClinTox through DeepChem's loaders and splitters.
+
+SMILES are read by DeepChem's MoleculeNet loader (no featurization), turned into relaxed 3D
+molecules by :mod:`.molecules`, and split by DeepChem: scaffold split for BACE and BBBP,
+random split for ClinTox, 80/10/10, seeds 0-4. Splits are computed on every RDKit-parsable
+molecule (the same for every backbone); molecules whose 3D build or relaxation fails with a
+backbone are then removed from each split and listed in ``TaskData.excluded``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from hacknip_ase.errors import InvalidStructureError
+
+from ..data import DataFile, locate
+from .base import CLASSIFICATION, Excluded, Split, Task, TaskData
+from .molecules import RelaxSettings, build_molecules, parse_smiles
+
+#: Seeds of the five splits (ScaffoldSplitter is deterministic: its five splits are identical,
+#: the seed then only varies the head).
+SEEDS = (0, 1, 2, 3, 4)
+FRACTIONS = {"frac_train": 0.8, "frac_valid": 0.1, "frac_test": 0.1}
+_BUCKET = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/"
+
+
+class MoleculeNetTask(Task):
+    family = "moleculenet"
+    task_type = CLASSIFICATION
+    metrics = ("roc_auc", "accuracy")
+
+    def __init__(self, name: str, filename: str, smiles_column: str, targets: tuple[str, ...],
+                 loader: str, splitter: str, literature_size: int, size_note: str) -> None:
+        self.name, self.filename, self.smiles_column = name, filename, smiles_column
+        self.target_names, self.loader, self.splitter = targets, loader, splitter
+        self.literature_size, self.size_note = literature_size, size_note
+        self.split_description = f"DeepChem {splitter} split 80/10/10, seeds {SEEDS[0]}-{SEEDS[-1]}"
+
+    @property
+    def files(self) -> list[DataFile]:
+        # DeepChem publishes no checksums for its dataset bucket.
+        return [DataFile(f"moleculenet/{self.filename}", url=_BUCKET + self.filename)]
+
+    def _parsable(self, smiles) -> tuple[list[int], list[Excluded]]:
+        keep, bad = [], []
+        for i, smi in enumerate(smiles):
+            try:
+                parse_smiles(smi)
+                keep.append(i)
+            except InvalidStructureError as exc:
+                bad.append(Excluded(f"{self.name}-{i}", "parse", str(exc)))
+        return keep, bad
+
+    def count(self, data_dir=None) -> int:
+        import pandas as pd  # same column DeepChem reads; avoids importing DeepChem (~30 s)
+
+        smiles = pd.read_csv(locate(self.files[0], data_dir))[self.smiles_column].astype(str)
+        return len(self._parsable(smiles)[0])
+
+    def read(self, data_dir=None, limit: int | None = None) -> tuple[list[str], np.ndarray]:
+        """SMILES and labels as DeepChem's loader gives them (file order)."""
+        import deepchem as dc
+
+        path = locate(self.files[0], data_dir)
+        with tempfile.TemporaryDirectory() as tmp:
+            _, (dataset,), _ = getattr(dc.molnet, self.loader)(
+                featurizer=dc.feat.DummyFeaturizer(), splitter=None, transformers=[],
+                data_dir=str(Path(path).parent), save_dir=tmp, reload=False)
+            smiles, labels = [str(s) for s in dataset.X], np.asarray(dataset.y, dtype=float)
+        if limit is not None:
+            smiles, labels = smiles[:limit], labels[:limit]
+        return smiles, labels
+
+    def load(self, data_dir=None, *, calculator=None, settings: RelaxSettings = RelaxSettings(),
+             cache=None, limit: int | None = None, progress: bool = False) -> TaskData:
+        """Relaxed molecules and labels. ``limit`` keeps the first rows (smoke runs only)."""
+        smiles, labels = self.read(data_dir, limit)
+        keep, excluded = self._parsable(smiles)
+        ids = [f"{self.name}-{i}" for i in range(len(smiles))]
+        built = build_molecules({ids[i]: smiles[i] for i in keep}, calculator, settings=settings,
+                                cache=cache, progress=progress)
+        excluded += built.failures
+        rows = [i for i in keep if ids[i] in built.atoms]
+        targets = labels[rows] if labels.shape[1] > 1 else labels[rows, 0]
+        notes = [f"{len(built.unconverged)} molecules did not reach fmax={settings.fmax} within "
+                 f"{settings.steps} {settings.optimizer} steps (kept): {built.unconverged[:20]}"] \
+            if built.unconverged else []
+        return TaskData(ids=[ids[i] for i in rows], inputs=[built.atoms[ids[i]] for i in rows],
+                        targets=targets, target_names=self.target_names, excluded=excluded, notes=notes,
+                        meta={"split_ids": [ids[i] for i in keep], "split_smiles": [smiles[i] for i in keep],
+                              "settings": settings, "build_seconds": built.seconds})
+
+    def splits(self, data: TaskData) -> Iterator[Split]:
+        import deepchem as dc
+
+        split_ids, split_smiles = data.meta["split_ids"], data.meta["split_smiles"]
+        # DeepChem splitters work on a Dataset whose ids are SMILES; X carries our positions.
+        dataset = dc.data.NumpyDataset(X=np.arange(len(split_ids)), ids=np.array(split_smiles, dtype=object))
+        splitter = {"scaffold": dc.splits.ScaffoldSplitter, "random": dc.splits.RandomSplitter}[self.splitter]()
+        position = {id_: i for i, id_ in enumerate(data.ids)}
+
+        def rows(part):  # drop molecules that failed to build with this backbone
+            return np.array([position[split_ids[j]] for j in part if split_ids[j] in position], dtype=int)
+
+        for seed in SEEDS:
+            train, valid, test = splitter.split(dataset, seed=seed, **FRACTIONS)
+            yield Split(f"seed_{seed}", rows(train), rows(test), valid=rows(valid), seed=seed)
+
+
+def tasks() -> list[MoleculeNetTask]:
+    return [
+        MoleculeNetTask("bace", "bace.csv", "mol", ("Class",), "load_bace_classification", "scaffold",
+                        1513, ""),  # sizes: Wu et al., MoleculeNet, Chem. Sci. 9, 513 (2018)
+        MoleculeNetTask("bbbp", "BBBP.csv", "smiles", ("p_np",), "load_bbbp", "scaffold", 2053,
+                        "DeepChem's file has 2050 rows; 11 SMILES RDKit cannot parse"),
+        MoleculeNetTask("clintox", "clintox.csv.gz", "smiles", ("FDA_APPROVED", "CT_TOX"), "load_clintox",
+                        "random", 1491,
+                        "DeepChem's file has 1484 rows; SMILES RDKit rejects (valence) or with '*' excluded"),
+    ]

@@ -1,0 +1,72 @@
+"""Matbench loader on a synthetic file in the official layout; folds are matbench's own."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from benchmarks.tasks import get_task
+from benchmarks.tasks.matbench import _matbench_metadata, matbench_ids, write_matbench_results
+from hacknip_ase.errors import DataFormatError
+
+
+def write_matbench_file(root, dataset, n, target, seed=0):
+    """json.gz with matminer's layout: columns/index/data, structures as pymatgen dicts."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        atoms = bulk("Si" if i % 2 else "NaCl", "diamond" if i % 2 else "rocksalt", a=5.4 + 0.001 * (i % 50))
+        rows.append([AseAtomsAdaptor.get_structure(atoms).as_dict(), float(rng.normal(50, 10))])
+    folder = root / "matbench"
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / f"{dataset}.json.gz", "wt") as handle:
+        json.dump({"index": list(range(n)), "columns": ["structure", target], "data": rows}, handle)
+
+
+@pytest.fixture(scope="module")
+def jdft2d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_matbench_file(root, "matbench_jdft2d", 636, "exfoliation_en")
+    task = get_task("matbench_jdft2d")
+    return task, task.load(root)
+
+
+def test_ids_and_folds_are_matbench_official(jdft2d):
+    task, data = jdft2d
+    official = _matbench_metadata()[1]["matbench_jdft2d"]
+    assert data.ids[:2] == ["mb-jdft2d-001", "mb-jdft2d-002"]
+    splits = list(task.splits(data))
+    assert [s.name for s in splits] == list(official)
+    for split in splits:
+        assert [data.ids[i] for i in split.test] == official[split.name]["test"]
+        assert sorted(data.ids[i] for i in split.train) == sorted(official[split.name]["train"])
+    assert len(data.inputs) == 636 and data.inputs[0].pbc.all()
+
+
+def test_id_width_follows_dataset_size():
+    assert matbench_ids("log_gvrh", 10987)[0] == "mb-log-gvrh-00001"
+    assert matbench_ids("dielectric", 4764)[-1] == "mb-dielectric-4764"
+
+
+def test_results_file_is_scored_by_matbench(jdft2d, tmp_path):
+    from matbench.bench import MatbenchBenchmark
+
+    task, data = jdft2d
+    predictions, ours = {}, []
+    for split in task.splits(data):
+        y_pred = np.full(len(split.test), data.targets[split.train].mean())  # the dummy model
+        predictions[split.name] = y_pred
+        ours.append(task.score(data.targets[split.test], y_pred)["mae"])
+    path = write_matbench_results(tmp_path / "results.json.gz", {"matbench_jdft2d": predictions},
+                                  {"matbench_jdft2d": data})
+    reloaded = MatbenchBenchmark.from_file(str(path))
+    assert reloaded.tasks_map["matbench_jdft2d"].scores["mae"]["mean"] == pytest.approx(np.mean(ours))
+
+
+def test_truncated_file_is_rejected(tmp_path):
+    write_matbench_file(tmp_path, "matbench_jdft2d", 10, "exfoliation_en")
+    with pytest.raises(DataFormatError, match="official"):
+        get_task("matbench_jdft2d").load(tmp_path)
