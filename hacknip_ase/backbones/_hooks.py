@@ -19,13 +19,16 @@ def capture_outputs(
 ) -> Iterator[list[torch.Tensor | None]]:
     """Record each module's output tensor; optionally stop the pass after module ``stop_after``.
 
-    ``modules[k]`` is the module whose output is the depth-k feature.
+    ``modules[k]`` is the module whose output is the depth-k feature; a module that returns a
+    tuple (ORB's interaction layers return ``(nodes, edges)``) contributes its first element.
     """
     captured: list[torch.Tensor | None] = [None] * len(modules)
     handles = []
 
     def make_hook(depth: int):
         def hook(_module, _inputs, output):
+            if isinstance(output, tuple):
+                output = output[0]
             captured[depth] = output.detach()
             if stop_after is not None and depth == stop_after:
                 raise StopForward

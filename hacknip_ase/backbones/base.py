@@ -67,6 +67,9 @@ class Backbone(abc.ABC):
     name: str = ""
     #: True when the model only takes periodic cells (molecules are boxed in vacuum)
     needs_cell: bool = False
+    #: False for models that are not rotation invariant by construction (ORB learns it only
+    #: approximately), so their features change when a structure is rotated
+    rotation_invariant: bool = True
     info: BackboneInfo
 
     def __init__(self, *, device: str = "cpu", expand_supercell: bool = False,

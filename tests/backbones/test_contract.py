@@ -75,7 +75,8 @@ def test_pooled_embeddings_are_invariant(backbone, make):
     rotated.positions = atoms.positions @ rotation
     if atoms.pbc.any():
         rotated.cell = atoms.cell.array @ rotation
-    cases["rotation"] = rotated
+    if backbone.rotation_invariant:
+        cases["rotation"] = rotated
     for label, variant in cases.items():
         np.testing.assert_allclose(backbone.embed([variant])[0], reference, atol=1e-4, rtol=1e-4, err_msg=label)
 
