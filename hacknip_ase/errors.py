@@ -49,6 +49,10 @@ class CorruptWeightsError(WeightsError):
     """The weights file exists but cannot be loaded or fails its checksum."""
 
 
+class UntrustedCheckpointError(WeightsError):
+    """A checkpoint needs full unpickling and was given without an explicit opt-in."""
+
+
 class DownloadError(WeightsError):
     """A download failed (typically: no network)."""
 

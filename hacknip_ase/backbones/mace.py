@@ -40,7 +40,7 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .._trusted import import_trusted
-from ..errors import CorruptWeightsError, HackNIPError, WeightsError
+from ..errors import CorruptWeightsError, HackNIPError, UntrustedCheckpointError
 from ..weights import resolve_weights, sha256_file
 from ._hooks import capture_outputs, run_until
 from .base import Backbone, BackboneInfo, ForwardResult
@@ -52,10 +52,6 @@ MACE_MP_URLS = {
 }
 #: Marker of the safe (weights_only) file format written by :func:`save_weights`.
 SAFE_FORMAT = "hacknip-mace-state-dict/1"
-
-
-class UntrustedCheckpointError(WeightsError):
-    """A whole-model pickle was given without ``trust_checkpoint=True``."""
 
 
 def _mace():

@@ -64,7 +64,7 @@ def test_whole_model_pickle_needs_opt_in(built, tmp_path):
     backbone, _ = built
     path = tmp_path / "whole.model"
     torch.save(backbone.model, path)
-    with pytest.raises(mace_adapter.UntrustedCheckpointError, match="trust_checkpoint") as info:
+    with pytest.raises(errors.UntrustedCheckpointError, match="trust_checkpoint") as info:
         get_backbone("mace", weights=path)
     assert isinstance(info.value, errors.WeightsError)
     trusted = get_backbone("mace", weights=path, trust_checkpoint=True)
@@ -77,7 +77,7 @@ def test_malicious_pickle_is_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.model"
     torch.save({"model": _Payload(marker)}, path)
-    with pytest.raises(mace_adapter.UntrustedCheckpointError):
+    with pytest.raises(errors.UntrustedCheckpointError):
         get_backbone("mace", weights=path)
     assert not marker.exists()
 
@@ -120,7 +120,7 @@ def test_default_weights_come_from_cache_or_official_url(tmp_path, monkeypatch):
     cached = tmp_path / "weights" / mace_adapter.MACE_MP_URLS["small"].rsplit("/", 1)[-1]
     torch.save({"model": _Payload(tmp_path / "pwned")}, cached)
     assert zipfile.is_zipfile(cached)
-    with pytest.raises(mace_adapter.UntrustedCheckpointError):
+    with pytest.raises(errors.UntrustedCheckpointError):
         get_backbone("mace", model="small")
     assert requested == [mace_adapter.MACE_MP_URLS["medium"]] and not (tmp_path / "pwned").exists()
     with pytest.raises(ValueError, match="small, medium"):
