@@ -1,0 +1,66 @@
+"""Applicability domain: how far an embedding lies from the embeddings a head was trained on.
+
+The distance is the mean Euclidean distance to the ``k`` nearest training embeddings (in the
+head's input features, standardized with training statistics), divided by the median of the
+same quantity for training points (leave-one-out). About 1 means "as close to the training
+data as training points are to each other"; values well above 1 (say > 2-3) flag structures
+unlike anything seen in training, whose predictions should not be trusted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_CHUNK = 2048
+
+
+def _knn_mean_distance(queries: np.ndarray, reference: np.ndarray, k: int, *, exclude_self: bool = False):
+    reference = reference.astype(np.float64)
+    ref_sq = np.einsum("ij,ij->i", reference, reference)
+    out = np.empty(len(queries))
+    for start in range(0, len(queries), _CHUNK):
+        q = queries[start:start + _CHUNK]
+        d2 = np.einsum("ij,ij->i", q, q)[:, None] + ref_sq[None, :] - 2.0 * q @ reference.T
+        d2 = np.maximum(d2, 0.0)
+        if exclude_self:  # queries are the reference rows start..start+len(q)
+            d2[np.arange(len(q)), np.arange(start, start + len(q))] = np.inf
+        nearest = np.partition(d2, k - 1, axis=1)[:, :k]
+        out[start:start + len(q)] = np.sqrt(nearest).mean(axis=1)
+    return out
+
+
+class DomainDistance:
+    """Normalized k-nearest-neighbour distance to the training embeddings."""
+
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+
+    def fit(self, X) -> DomainDistance:
+        X = np.asarray(X, dtype=np.float64)
+        if len(X) < 2:
+            raise ValueError("the domain distance needs at least two training embeddings")
+        self.k_ = int(min(self.k, len(X) - 1))
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        # float32 halves the file; the same rounded set is used before and after saving
+        self.train_ = ((X - self.mean_) / self.scale_).astype(np.float32)
+        loo = _knn_mean_distance(self.train_, self.train_, self.k_, exclude_self=True)
+        self.reference_ = float(np.median(loo)) or 1.0
+        return self
+
+    def distance(self, X) -> np.ndarray:
+        """(n,) normalized distances of embeddings ``X`` (n, n_features) to the training set."""
+        X = np.asarray(X, dtype=np.float64)
+        return _knn_mean_distance((X - self.mean_) / self.scale_, self.train_, self.k_) / self.reference_
+
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return ({"k": self.k, "k_": self.k_, "reference_": self.reference_},
+                {"mean_": self.mean_, "scale_": self.scale_, "train_": self.train_})
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict) -> DomainDistance:
+        domain = cls(k=meta["k"])
+        domain.k_, domain.reference_ = meta["k_"], meta["reference_"]
+        domain.mean_, domain.scale_, domain.train_ = arrays["mean_"], arrays["scale_"], arrays["train_"]
+        return domain

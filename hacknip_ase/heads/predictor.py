@@ -1,0 +1,372 @@
+"""A trained predictor: head + chosen depth(s) + backbone identity, saved to one safe file.
+
+File format (a zip): ``predictor.json`` (all metadata: backbone name/model/weights sha256,
+depths, head class and parameters, target name/units/transform, training-set size, seeds,
+package versions, selection curve), ``arrays.npz`` (scalers, linear/MLP/MODNet weights, the
+applicability-domain reference set; read with ``allow_pickle=False``) and ``blobs/`` (the
+XGBoost booster in XGBoost's JSON format). Heads that are not one of ours are pickled and
+then only load with ``trust=True``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import json
+import os
+import pickle
+import platform
+import tempfile
+import zipfile
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import PredictorMismatchError, UntrustedPredictorError
+from . import transforms
+from .domain import DomainDistance
+from .estimators import SAFE_HEADS, make_head
+from .selection import DepthSelector, as_sources, candidate_label, normalize_candidate, take_depths
+
+FORMAT = "hacknip-ase predictor"
+FORMAT_VERSION = 1
+_IDENTITY_FIELDS = ("name", "model", "weights_sha256", "n_depths", "dim")
+_VERSIONED = ("hacknip-ase", "numpy", "scikit-learn", "xgboost", "tensorflow-cpu", "modnet", "ase", "torch",
+              "optuna")
+
+
+def _versions() -> dict:
+    found = {"python": platform.python_version()}
+    for package in _VERSIONED:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def _info_dict(info) -> dict:
+    """Identity of a backbone (BackboneInfo, built Backbone or dict) as stored in the file."""
+    info = getattr(info, "info", info)
+    record = info if isinstance(info, dict) else info.as_dict()
+    return {key: record[key] for key in _IDENTITY_FIELDS}
+
+
+class Predictor:
+    """A fitted head on chosen embedding depth(s) of one or several frozen backbones.
+
+    Build with :meth:`fit` (embeddings) or :meth:`fit_structures` (ase Atoms); use with
+    :meth:`predict`, :meth:`predict_embeddings`, or as a head of ``EmbeddingCalculator``.
+    """
+
+    def __init__(self, head, depths, backbones: Sequence, *, target_name: str, units: str = "",
+                 task: str = "regression", domain: DomainDistance | None = None, n_train: int | None = None,
+                 seeds: dict | None = None, selection: dict | None = None, versions: dict | None = None):
+        self.head = head
+        self.backbones = [_info_dict(b) for b in backbones]
+        self.depths = normalize_candidate(depths, len(self.backbones))
+        self.target_name = target_name
+        self.units = units
+        self.task = task
+        self.domain = domain
+        self.n_train = n_train
+        self.seeds = seeds or {}
+        self.selection = selection
+        self.versions = versions or _versions()
+
+    # -- training ------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, X, y, *, backbone, head="xgboost", task: str = "regression", target_name: str = "target",
+            units: str = "", transform: str | None = None, depths=None, candidates="single", cv: int = 5,
+            validation_fraction: float | None = None, scoring: str | None = None, head_params: dict | None = None,
+            tune_trials: int = 0, tune_patience: int = 10, random_state: int = 0) -> Predictor:
+        """Train on embeddings ``X`` ((n, n_depths, dim), or a list of them for multi-NIP).
+
+        ``backbone`` is the BackboneInfo (or built Backbone, or list for multi-NIP) that made
+        ``X``. ``head`` is a short name ("ridge", "xgboost", "mlp", "modnet") or an estimator.
+        ``depths`` fixes the depth(s); otherwise :class:`DepthSelector` picks among
+        ``candidates`` by inner CV (or a ``validation_fraction`` split) of this data only.
+        ``tune_trials`` > 0 runs the Optuna MODNet search on the chosen features (modnet head).
+        """
+        infos = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
+        sources = as_sources(X)
+        if len(sources) != len(infos):
+            raise ValueError(f"got {len(sources)} embedding arrays for {len(infos)} backbones")
+        for source, info in zip(sources, infos, strict=True):
+            record = _info_dict(info)
+            if source.shape[1:] != (record["n_depths"], record["dim"]):
+                raise PredictorMismatchError(
+                    f"embeddings of shape {source.shape[1:]} do not come from {record['name']} "
+                    f"({record['n_depths']} depths x {record['dim']})")
+        y = np.asarray(y)
+        if task == "classification":
+            if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+                raise ValueError("classification labels must be numbers or booleans (e.g. 0/1)")
+            y = y.astype(float) if y.dtype == bool else y
+            if transform is not None:
+                raise ValueError("target transforms apply to regression only")
+        estimator = cls._make_head(head, task, transform, head_params, random_state)
+        names = [_info_dict(i)["name"] for i in infos]
+        selection = None
+        if depths is None:
+            selector = DepthSelector(estimator, candidates=candidates, cv=cv, validation_fraction=validation_fraction,
+                                     scoring=scoring, random_state=random_state, source_names=names).fit(sources, y)
+            chosen, fitted = selector.best_depths_, selector.estimator_
+            selection = {"curve": selector.selection_curve_, "scoring": selector.scoring_, "cv": cv,
+                         "validation_fraction": validation_fraction, "random_state": random_state}
+        else:
+            chosen = normalize_candidate(depths, len(sources))
+            fitted = None
+        features = take_depths(sources, chosen)
+        if tune_trials:
+            from .tuning import tune_modnet
+
+            if task != "regression" or not isinstance(estimator, SAFE_HEADS["MODNetHead"]):
+                raise ValueError("tune_trials needs the modnet regression head")
+            fitted, study = tune_modnet(features, y, n_trials=tune_trials, patience=tune_patience,
+                                        base=estimator, random_state=random_state)
+            selection = dict(selection or {}, tuning={"best_params": study.best_params, "n_trials": len(study.trials),
+                                                       "best_value": study.best_value})
+        if fitted is None:
+            fitted = estimator.fit(features, y)
+        head_params_used = fitted.get_params(deep=False)
+        seeds = {"random_state": random_state, "head_random_state": head_params_used.get("random_state")}
+        return cls(fitted, chosen, infos, target_name=target_name, units=units, task=task,
+                   domain=DomainDistance().fit(features), n_train=len(y), seeds=seeds, selection=selection)
+
+    @staticmethod
+    def _make_head(head, task, transform, params, random_state):
+        if isinstance(head, str):
+            from .estimators import HEADS
+
+            cls = HEADS.get(head, (None, None))[task == "classification"]
+            params = dict(params or {})
+            if cls is not None and "random_state" in cls().get_params():
+                params.setdefault("random_state", random_state)
+            if transform is not None:
+                params["target_transform"] = transforms.canonical(transform)
+            return make_head(head, task, **params)
+        if params:
+            raise ValueError("head_params only applies to a head given by name")
+        if transform is not None:
+            if "target_transform" not in head.get_params():
+                raise ValueError(f"{type(head).__name__} takes no target_transform")
+            head = head.set_params(target_transform=transforms.canonical(transform))
+        return head
+
+    @classmethod
+    def fit_structures(cls, structures, targets, *, backbone="chgnet", batch_size: int = 32,
+                       backbone_options: dict | None = None, **fit_options) -> Predictor:
+        """Embed ase Atoms with ``backbone`` (name, built Backbone, or list) and :meth:`fit`."""
+        backbones = _built(backbone, backbone_options)
+        X = [embed(b, structures, batch_size) for b in backbones]
+        return cls.fit(X if len(X) > 1 else X[0], targets, backbone=[b.info for b in backbones], **fit_options)
+
+    # -- prediction ----------------------------------------------------------------------
+    def features(self, embeddings) -> np.ndarray:
+        sources = as_sources(embeddings)
+        if len(sources) != len(self.backbones):
+            raise PredictorMismatchError(f"predictor needs embeddings from {self.backbone_label}, "
+                                         f"got {len(sources)} array(s)")
+        for source, record in zip(sources, self.backbones, strict=True):
+            if source.shape[1:] != (record["n_depths"], record["dim"]):
+                raise PredictorMismatchError(f"embeddings of shape {source.shape[1:]} do not fit {record['name']} "
+                                             f"({record['n_depths']} depths x {record['dim']})")
+        return take_depths(sources, self.depths)
+
+    def predict_embeddings(self, embeddings) -> np.ndarray:
+        """Predictions (in ``units``; class labels for classifiers) from embeddings."""
+        return self.head.predict(self.features(embeddings))
+
+    def predict_proba_embeddings(self, embeddings) -> np.ndarray:
+        """(n, 2) class probabilities; column 1 is ``classes_[1]``."""
+        if self.task != "classification":
+            raise ValueError("predict_proba is for classification predictors")
+        return self.head.predict_proba(self.features(embeddings))
+
+    def domain_distance(self, embeddings) -> np.ndarray:
+        """Normalized nearest-neighbour distance to the training embeddings (about 1 in domain)."""
+        return self.domain.distance(self.features(embeddings))
+
+    def embed(self, structures, backbone=None, batch_size: int = 32):
+        """Embeddings of ``structures`` from the backbone(s) this predictor was trained on."""
+        backbones = _built(backbone if backbone is not None else
+                           [(r["name"], {"model": r["model"]}) for r in self.backbones], None)
+        if len(backbones) != len(self.backbones):
+            raise PredictorMismatchError(f"predictor needs {self.backbone_label}")
+        for b in backbones:
+            self.check_backbone(b.info, multi=True)
+        X = [embed(b, structures, batch_size) for b in backbones]
+        return X if len(X) > 1 else X[0]
+
+    def predict(self, structures, backbone=None) -> np.ndarray:
+        """Predictions for ase Atoms (builds the stored backbone(s) unless one is given)."""
+        return self.predict_embeddings(self.embed(structures, backbone))
+
+    # -- calculator API --------------------------------------------------------------------
+    @property
+    def backbone_label(self) -> str:
+        return " + ".join(f"{r['name']} {r['model']}" for r in self.backbones)
+
+    def check_backbone(self, info, *, multi: bool = False) -> None:
+        """Raise PredictorMismatchError unless ``info`` is the backbone (and weights) trained on."""
+        given = _info_dict(info)
+        if len(self.backbones) > 1 and not multi:
+            raise PredictorMismatchError(
+                f"predictor {self.target_name!r} was trained on concatenated embeddings of {self.backbone_label}; "
+                "one backbone cannot provide them (use Predictor.predict with all backbones)")
+        for record in self.backbones:
+            if record["name"] == given["name"] and record["model"] == given["model"]:
+                break
+        else:
+            raise PredictorMismatchError(
+                f"predictor {self.target_name!r} was trained on {self.backbone_label} embeddings, "
+                f"not {given['name']} {given['model']}")
+        if record["weights_sha256"] != given["weights_sha256"]:
+            raise PredictorMismatchError(
+                f"predictor {self.target_name!r} was trained on {record['name']} weights with sha256 "
+                f"{record['weights_sha256'][:12]}..., the backbone has {given['weights_sha256'][:12]}...")
+        if (record["n_depths"], record["dim"]) != (given["n_depths"], given["dim"]):
+            raise PredictorMismatchError(
+                f"predictor {self.target_name!r} expects {record['n_depths']} depths x {record['dim']}, "
+                f"the backbone gives {given['n_depths']} x {given['dim']}")
+
+    def property_names(self, name: str) -> list[str]:
+        extra = [f"{name}_probability"] if self.task == "classification" else []
+        return [name, *extra, f"{name}_domain_distance"]
+
+    def register_outputs(self, name: str) -> list[str]:
+        """Register the ASE properties of this head under ``name``; returns their names."""
+        from ..outputs import register_output
+
+        names = self.property_names(name)
+        for prop in names:
+            register_output(prop, (), float)
+        return names
+
+    def predict_properties(self, name: str, embeddings) -> dict:
+        """ASE results for one structure: value, (probability,) domain distance."""
+        features = self.features(embeddings)
+        if len(features) != 1:
+            raise ValueError("predict_properties takes the embeddings of one structure")
+        results = {f"{name}_domain_distance": float(self.domain.distance(features)[0])}
+        if self.task == "classification":
+            proba = self.head.predict_proba(features)[0]
+            results[f"{name}_probability"] = float(proba[1])
+            results[name] = float(np.asarray(self.head.classes_)[int(proba[1] >= 0.5)])
+        else:
+            results[name] = float(self.head.predict(features)[0])
+        return results
+
+    # -- persistence ------------------------------------------------------------------------
+    def metadata(self) -> dict:
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "target_name": self.target_name, "units": self.units, "task": self.task,
+            "transform": self.head.get_params().get("target_transform"),
+            "backbones": self.backbones, "depths": [list(p) for p in self.depths],
+            "depths_label": candidate_label(self.depths, [r["name"] for r in self.backbones]),
+            "n_train": self.n_train, "seeds": self.seeds, "selection": self.selection, "versions": self.versions,
+        }
+
+    def save(self, path) -> None:
+        """Write the predictor to one file (see the module docstring for the format)."""
+        meta = self.metadata()
+        arrays: dict[str, np.ndarray] = {}
+        blobs: dict[str, bytes] = {}
+        params = self.head.get_params(deep=False)
+        safe = type(self.head).__name__ in SAFE_HEADS and type(self.head) is SAFE_HEADS[type(self.head).__name__]
+        try:
+            json.dumps(params)
+        except TypeError:
+            safe = False
+        if safe:
+            head_meta, head_arrays, blobs = self.head.get_state()
+            arrays.update({f"head/{k}": v for k, v in head_arrays.items()})
+            meta["head"] = {"class": type(self.head).__name__, "params": params, "state": head_meta, "pickled": False}
+        else:
+            blobs = {"head.pkl": pickle.dumps(self.head)}
+            meta["head"] = {"class": f"{type(self.head).__module__}.{type(self.head).__qualname__}", "pickled": True}
+        domain_meta, domain_arrays = self.domain.get_state()
+        meta["domain"] = domain_meta
+        arrays.update({f"domain/{k}": v for k, v in domain_arrays.items()})
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
+                bundle.writestr("predictor.json", json.dumps(meta, indent=1))
+                bundle.writestr("arrays.npz", buffer.getvalue())
+                for key, blob in blobs.items():
+                    bundle.writestr(f"blobs/{key}", blob)
+            os.replace(tmp, path)  # never leave a half-written predictor behind
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def __repr__(self) -> str:
+        return (f"Predictor({self.target_name!r} [{self.units}], {type(self.head).__name__} on "
+                f"{self.backbone_label} depths {candidate_label(self.depths)}, n_train={self.n_train})")
+
+
+def load_predictor(path, *, trust: bool = False) -> Predictor:
+    """Load a saved predictor. Pickled heads (custom estimators) need ``trust=True``."""
+    try:
+        bundle = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PredictorMismatchError(f"{path} is not a hacknip-ase predictor file: {exc}") from exc
+    with bundle:
+        try:
+            meta = json.loads(bundle.read("predictor.json"))
+        except (KeyError, ValueError) as exc:
+            raise PredictorMismatchError(f"{path} is not a hacknip-ase predictor file: {exc}") from exc
+        if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+            raise PredictorMismatchError(f"{path}: unsupported predictor format {meta.get('format')!r} "
+                                         f"version {meta.get('format_version')}")
+        with np.load(io.BytesIO(bundle.read("arrays.npz")), allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        blobs = {name[len("blobs/"):]: bundle.read(name) for name in bundle.namelist() if name.startswith("blobs/")}
+    spec = meta["head"]
+    if spec["pickled"]:
+        if not trust:
+            raise UntrustedPredictorError(
+                f"{path} holds a pickled head ({spec['class']}); unpickling can run arbitrary code. "
+                "Load it with load_predictor(path, trust=True) only if you trust its source.")
+        head = pickle.loads(blobs["head.pkl"])
+    else:
+        cls = SAFE_HEADS.get(spec["class"])
+        if cls is None:
+            raise PredictorMismatchError(f"{path}: unknown head class {spec['class']!r}")
+        head = cls.from_state(spec["params"], spec["state"],
+                              {k[len("head/"):]: v for k, v in arrays.items() if k.startswith("head/")}, blobs)
+    domain = DomainDistance.from_state(meta["domain"], {k[len("domain/"):]: v for k, v in arrays.items()
+                                                        if k.startswith("domain/")})
+    return Predictor(head, [tuple(p) for p in meta["depths"]], meta["backbones"], target_name=meta["target_name"],
+                     units=meta["units"], task=meta["task"], domain=domain, n_train=meta["n_train"],
+                     seeds=meta["seeds"], selection=meta["selection"], versions=meta["versions"])
+
+
+def _built(backbone, options) -> list:
+    from ..backbones import Backbone, get_backbone
+
+    items = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
+    built = []
+    for item in items:
+        if isinstance(item, Backbone):
+            built.append(item)
+        elif isinstance(item, tuple):  # (name, options)
+            built.append(get_backbone(item[0], **item[1]))
+        else:
+            built.append(get_backbone(item, **(options or {})))
+    return built
+
+
+def embed(backbone, structures, batch_size: int = 32) -> np.ndarray:
+    """(n, n_depths, dim) mean-pooled embeddings, in batches to bound memory."""
+    structures = list(structures)
+    if not structures:
+        raise ValueError("no structures given")
+    return np.concatenate([backbone.embed(structures[i:i + batch_size])
+                           for i in range(0, len(structures), batch_size)])

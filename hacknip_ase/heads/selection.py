@@ -1,0 +1,213 @@
+"""Leak-free choice of the embedding depth(s) a head is trained on.
+
+:class:`DepthSelector` scores every candidate depth (or concatenation of depths, or of several
+backbones' depths: "multi-NIP") by inner cross-validation or a validation split *of the data
+passed to fit*, then refits the head on all of it. Given only a training fold, it never sees
+the test fold; :func:`nested_cross_val_predict` runs the whole thing inside an outer CV.
+
+A candidate is a tuple of ``(source, depth)`` pairs, ``source`` indexing the list of
+embedding arrays (always 0 for a single backbone); its features are the listed depths'
+vectors concatenated in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit, cross_val_score
+from sklearn.utils.validation import check_is_fitted
+
+Candidate = tuple[tuple[int, int], ...]
+
+
+def as_sources(X) -> list[np.ndarray]:
+    """The list of (n, n_depths, dim) arrays behind ``X`` (one array, or one per backbone)."""
+    sources = [np.asarray(x) for x in X] if isinstance(X, (list, tuple)) else [np.asarray(X)]
+    for x in sources:
+        if x.ndim != 3:
+            raise ValueError(f"embeddings must have shape (n, n_depths, dim), got {x.shape}")
+    if len({len(x) for x in sources}) != 1:
+        raise ValueError("embeddings of different backbones must cover the same structures")
+    return sources
+
+
+def take_depths(X, candidate: Candidate) -> np.ndarray:
+    """(n, total_dim) features of ``candidate`` from embeddings ``X``."""
+    sources = as_sources(X)
+    return np.concatenate([sources[s][:, d, :] for s, d in candidate], axis=1)
+
+
+def take_rows(X, index):
+    return [x[index] for x in X] if isinstance(X, (list, tuple)) else np.asarray(X)[index]
+
+
+def normalize_candidate(spec, n_sources: int = 1) -> Candidate:
+    """``3`` -> ((0, 3),); ``(2, 3)`` -> ((0, 2), (0, 3)); ``((0, 3), (1, 2))`` kept."""
+    if isinstance(spec, (int, np.integer)):
+        spec = [int(spec)]
+    pairs = []
+    for item in spec:
+        if isinstance(item, (int, np.integer)):
+            if n_sources != 1:
+                raise ValueError("with several backbones give candidates as (source, depth) pairs")
+            pairs.append((0, int(item)))
+        else:
+            source, depth = item
+            pairs.append((int(source), int(depth)))
+    if not pairs:
+        raise ValueError("a candidate needs at least one depth")
+    return tuple(pairs)
+
+
+def candidate_label(candidate: Candidate, names: Sequence[str] | None = None) -> str:
+    parts = []
+    for s, d in candidate:
+        prefix = f"{names[s]}:" if names else (f"{s}:" if any(src for src, _ in candidate) else "")
+        parts.append(f"{prefix}{d}")
+    return "+".join(parts)
+
+
+class DepthSelector(BaseEstimator):
+    """Pick the depth(s) by inner CV on the fit data, then refit ``head`` on all of it.
+
+    Parameters
+    ----------
+    head : estimator
+        Any scikit-learn estimator on (n, features) matrices (e.g. a head from
+        :mod:`hacknip_ase.heads.estimators`); cloned for every fit.
+    candidates : "single", "concat", "multi", "all" or list
+        "single": every depth of every backbone alone. "concat": plus each backbone's depths
+        all concatenated. "multi": plus, for several backbones, each backbone's best single
+        depth concatenated (chosen by the same inner CV). "all": all of these. A list gives
+        candidates explicitly (ints, tuples of ints, or tuples of (source, depth) pairs).
+    cv : int
+        Inner folds (stratified for classifiers); ignored when ``validation_fraction`` is set.
+    validation_fraction : float, optional
+        Score on one random validation split of the fit data instead of inner CV.
+    scoring : str, optional
+        scikit-learn scorer name; default "neg_mean_absolute_error" for regression,
+        "roc_auc" for classification. Higher is better.
+    random_state : int
+        Seed of the inner splits (the same splits score every candidate).
+    source_names : list of str, optional
+        Backbone names, for readable labels in the selection curve.
+    """
+
+    def __init__(self, head, candidates="single", cv: int = 5, validation_fraction: float | None = None,
+                 scoring: str | None = None, random_state: int = 0, source_names=None):
+        self.head = head
+        self.candidates = candidates
+        self.cv = cv
+        self.validation_fraction = validation_fraction
+        self.scoring = scoring
+        self.random_state = random_state
+        self.source_names = source_names
+
+    # -- fitting -------------------------------------------------------------------------
+    def _splitter(self):
+        classifier = is_classifier(self.head)
+        if self.validation_fraction:
+            cls = StratifiedShuffleSplit if classifier else ShuffleSplit
+            return cls(n_splits=1, test_size=self.validation_fraction, random_state=self.random_state)
+        cls = StratifiedKFold if classifier else KFold
+        return cls(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+
+    def _scoring(self) -> str:
+        if self.scoring is not None:
+            return self.scoring
+        return "roc_auc" if is_classifier(self.head) else "neg_mean_absolute_error"
+
+    def _score(self, X, y, candidate: Candidate) -> dict:
+        scores = cross_val_score(clone(self.head), take_depths(X, candidate), y, cv=self._splitter(),
+                                 scoring=self._scoring(), error_score="raise")
+        return {"candidate": [list(p) for p in candidate],
+                "label": candidate_label(candidate, self.source_names),
+                "score": float(np.mean(scores)), "std": float(np.std(scores)),
+                "fold_scores": [float(s) for s in scores]}
+
+    def fit(self, X, y):
+        sources = as_sources(X)
+        y = np.asarray(y)
+        if len(y) != len(sources[0]):
+            raise ValueError(f"embeddings have {len(sources[0])} rows but y has {len(y)} values")
+        curve: list[dict] = []
+        seen: set[Candidate] = set()
+
+        def score(candidate):
+            if candidate not in seen:
+                for s, d in candidate:
+                    if not (0 <= s < len(sources) and 0 <= d < sources[s].shape[1]):
+                        raise ValueError(f"candidate {candidate} is outside the embeddings")
+                seen.add(candidate)
+                curve.append(self._score(sources, y, candidate))
+
+        mode = self.candidates
+        if isinstance(mode, str):
+            if mode not in ("single", "concat", "multi", "all"):
+                raise ValueError(f"unknown candidates {mode!r}; valid: single, concat, multi, all, or a list")
+            singles = [((s, d),) for s, x in enumerate(sources) for d in range(x.shape[1])]
+            for candidate in singles:
+                score(candidate)
+            if mode in ("concat", "all"):
+                for s, x in enumerate(sources):
+                    score(tuple((s, d) for d in range(x.shape[1])))
+            if mode in ("multi", "all") and len(sources) > 1:
+                best_per_source = []
+                for s in range(len(sources)):
+                    own = [c for c in curve if len(c["candidate"]) == 1 and c["candidate"][0][0] == s]
+                    best_per_source.append(tuple(max(own, key=lambda c: c["score"])["candidate"][0]))
+                score(tuple(best_per_source))
+        else:
+            for spec in mode:
+                score(normalize_candidate(spec, len(sources)))
+        best = max(curve, key=lambda c: c["score"])  # first of equals: the simplest candidate
+        self.selection_curve_ = curve
+        self.best_depths_ = tuple(tuple(p) for p in best["candidate"])
+        self.best_score_ = best["score"]
+        self.scoring_ = self._scoring()
+        self.estimator_ = clone(self.head).fit(take_depths(sources, self.best_depths_), y)
+        if hasattr(self.estimator_, "classes_"):
+            self.classes_ = self.estimator_.classes_
+        return self
+
+    # -- prediction ----------------------------------------------------------------------
+    def transform(self, X) -> np.ndarray:
+        """The chosen features of ``X``."""
+        check_is_fitted(self, "best_depths_")
+        return take_depths(X, self.best_depths_)
+
+    def predict(self, X):
+        return self.estimator_.predict(self.transform(X))
+
+    def predict_proba(self, X):
+        return self.estimator_.predict_proba(self.transform(X))
+
+    def score(self, X, y):
+        return self.estimator_.score(self.transform(X), y)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier" if is_classifier(self.head) else "regressor"
+        return tags
+
+
+def nested_cross_val_predict(selector: DepthSelector, X, y, *, cv: int = 5, random_state: int = 0):
+    """Out-of-fold predictions of ``selector`` with selection redone inside every outer fold.
+
+    Returns ``(predictions, folds)``; each fold dict holds its ``train``/``test`` indices, the
+    chosen ``best_depths`` and the ``selection_curve`` computed from its training part only.
+    """
+    y = np.asarray(y)
+    n = len(y)
+    classifier = is_classifier(selector)
+    splitter = (StratifiedKFold if classifier else KFold)(n_splits=cv, shuffle=True, random_state=random_state)
+    predictions = np.empty(n, dtype=float if not classifier else y.dtype)
+    folds = []
+    for train, test in splitter.split(np.zeros(n), y):
+        fitted = clone(selector).fit(take_rows(X, train), y[train])
+        predictions[test] = fitted.predict(take_rows(X, test))
+        folds.append({"train": train, "test": test, "best_depths": fitted.best_depths_,
+                      "selection_curve": fitted.selection_curve_})
+    return predictions, folds

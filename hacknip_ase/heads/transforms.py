@@ -1,0 +1,52 @@
+"""Target transforms applied before fitting a regressor and inverted on predict.
+
+``log10`` suits positive, log-normally spread targets (moduli); ``neglog1m`` (-log10(1 - x))
+stretches targets in [0, 1) that crowd towards 1 (e.g. efficiencies, fractions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_positive(y):
+    if np.any(~(y > 0)):
+        raise ValueError("the log10 transform needs targets > 0")
+    return np.log10(y)
+
+
+def _check_below_one(y):
+    if np.any(~(y < 1)):
+        raise ValueError("the -log10(1 - x) transform needs targets < 1")
+    return -np.log10(1.0 - y)
+
+
+#: name -> (forward, inverse)
+TRANSFORMS = {
+    "log10": (_check_positive, lambda z: np.power(10.0, z)),
+    "neglog1m": (_check_below_one, lambda z: 1.0 - np.power(10.0, -z)),
+}
+ALIASES = {"-log10(1-x)": "neglog1m"}
+
+
+def canonical(name: str | None) -> str | None:
+    """The stored name of a transform (None for no transform)."""
+    if name is None or name == "none":
+        return None
+    name = ALIASES.get(name, name)
+    if name not in TRANSFORMS:
+        raise ValueError(f"unknown target transform {name!r}; valid: None, {', '.join(TRANSFORMS)}, "
+                         f"{', '.join(ALIASES)}")
+    return name
+
+
+def forward(name: str | None, y) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    name = canonical(name)
+    return y if name is None else TRANSFORMS[name][0](y)
+
+
+def inverse(name: str | None, z) -> np.ndarray:
+    z = np.asarray(z, dtype=float)
+    name = canonical(name)
+    return z if name is None else TRANSFORMS[name][1](z)
