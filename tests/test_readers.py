@@ -1,0 +1,103 @@
+"""Lazy structure readers: CIF folder, extxyz, ase.db, Matbench json.gz."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.db import connect
+from ase.io import write
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from hacknip_ase import errors
+from hacknip_ase.readers import detect_format, read_structures
+
+from .featurize_support import small_structures
+
+
+def same(a, b):
+    """Same crystal up to a rotation (CIF stores lattice parameters, not the cell matrix)."""
+    assert a.get_chemical_symbols() == b.get_chemical_symbols()
+    np.testing.assert_allclose(a.cell.cellpar(), b.cell.cellpar(), atol=1e-4)
+    np.testing.assert_allclose(a.get_all_distances(mic=True), b.get_all_distances(mic=True), atol=1e-4)
+
+
+def test_cif_folder_yields_sorted_file_stems(tmp_path):
+    structures = small_structures(3)
+    for name, atoms in zip(["b", "a", "c"], structures, strict=True):
+        write(tmp_path / f"{name}.cif", atoms)
+    (tmp_path / "notes.txt").write_text("not a CIF")
+    source = read_structures(tmp_path)
+    assert source.format == "cif" and len(source) == 3
+    read = list(source)
+    assert [sid for sid, _ in read] == ["a", "b", "c"]
+    same(read[0][1], structures[1])
+
+
+def test_unparsable_cif_names_the_file(tmp_path):
+    write(tmp_path / "good.cif", bulk("Si"))
+    (tmp_path / "broken.cif").write_text("data_x\n_cell_length_a 5\nloop_\n_atom_site_label\n")
+    with pytest.raises(errors.StructureParseError, match="broken.cif"):
+        list(read_structures(tmp_path))
+
+
+def test_extxyz_uses_frame_ids_and_counts_frames(tmp_path):
+    structures = small_structures(3)
+    structures[1].info["id"] = "second"
+    write(tmp_path / "set.extxyz", structures, format="extxyz")
+    source = read_structures(tmp_path / "set.extxyz")
+    assert source.format == "extxyz" and len(source) == 3
+    read = list(source)
+    assert [sid for sid, _ in read] == ["set-0", "second", "set-2"]
+    same(read[2][1], structures[2])
+
+
+def test_ase_db_uses_name_or_row_id(tmp_path):
+    structures = small_structures(2)
+    with connect(tmp_path / "set.db") as db:
+        db.write(structures[0], name="first")
+        db.write(structures[1])
+    source = read_structures(tmp_path / "set.db")
+    assert len(source) == 2
+    read = list(source)
+    assert [sid for sid, _ in read] == ["first", "2"]
+    same(read[1][1], structures[1])
+
+
+def test_matbench_json_gz_uses_official_ids(tmp_path):
+    structures = small_structures(12)
+    table = {
+        "index": list(range(12)),
+        "columns": ["structure", "fake_target"],
+        "data": [[AseAtomsAdaptor.get_structure(a).as_dict(), float(i)] for i, a in enumerate(structures)],
+    }
+    path = tmp_path / "matbench_log_fake.json.gz"
+    with gzip.open(path, "wt") as handle:
+        json.dump(table, handle)
+    source = read_structures(path)
+    assert source.format == "matbench" and len(source) == 12
+    read = list(source)
+    assert read[0][0] == "mb-log-fake-01" and read[11][0] == "mb-log-fake-12"  # padded to the row count
+    same(read[5][1], structures[5])
+
+
+def test_matbench_without_structures_is_refused(tmp_path):
+    path = tmp_path / "matbench_x.json.gz"
+    with gzip.open(path, "wt") as handle:
+        json.dump({"index": [0], "columns": ["composition", "y"], "data": [["Si", 1.0]]}, handle)
+    with pytest.raises(errors.StructureParseError, match="structure"):
+        len(read_structures(path))
+
+
+def test_format_detection(tmp_path):
+    assert detect_format(tmp_path) == "cif"
+    assert detect_format(tmp_path / "a.json.gz") == "matbench"
+    assert detect_format(tmp_path / "a.xyz") == "extxyz"
+    assert detect_format(tmp_path / "a.db") == "db"
+    with pytest.raises(ValueError, match="folder"):
+        detect_format(tmp_path / "one.cif")
+    with pytest.raises(ValueError, match="format"):
+        detect_format(tmp_path / "a.pdb")
+    with pytest.raises(FileNotFoundError):
+        read_structures(tmp_path / "missing.db")
