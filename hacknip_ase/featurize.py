@@ -27,10 +27,8 @@ An uncompressed numpy ``.npz`` archive, readable with ``np.load(path, allow_pick
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -45,6 +43,7 @@ from .backbones import DEFAULT_BACKBONE, Backbone, get_backbone
 from .cache import FeatureCache
 from .errors import InvalidStructureError
 from .readers import StructureSource, read_structures
+from .provenance import package_versions
 from .structures import as_atoms
 
 FORMAT = "hacknip-features"
@@ -151,18 +150,10 @@ def cache_identity(backbone: Backbone) -> dict:
 
 
 def versions(backbone_name: str | None = None) -> dict:
-    from . import __version__
-
-    record = {"python": platform.python_version(), "hacknip-ase": __version__}
-    packages = ["numpy", "torch", "ase", "pymatgen"]
+    packages = ["hacknip-ase", "numpy", "torch", "ase", "pymatgen"]
     if backbone_name in _NIP_PACKAGES:
         packages.append(_NIP_PACKAGES[backbone_name])
-    for package in packages:
-        try:
-            record[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            record[package] = None
-    return record
+    return package_versions(packages)
 
 
 def featurize(

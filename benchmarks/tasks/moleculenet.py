@@ -9,7 +9,6 @@ backbone are then removed from each split and listed in ``TaskData.excluded``.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path

@@ -10,12 +10,10 @@ then only load with ``trust=True``.
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 import json
 import os
 import pickle
-import platform
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -23,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import PredictorMismatchError, UntrustedPredictorError
+from ..provenance import package_versions
 from . import transforms
 from .domain import DomainDistance
 from .estimators import SAFE_HEADS, make_head
@@ -31,18 +30,12 @@ from .selection import DepthSelector, as_sources, candidate_label, normalize_can
 FORMAT = "hacknip-ase predictor"
 FORMAT_VERSION = 1
 _IDENTITY_FIELDS = ("name", "model", "weights_sha256", "n_depths", "dim")
-_VERSIONED = ("hacknip-ase", "numpy", "scikit-learn", "xgboost", "tensorflow-cpu", "modnet", "ase", "torch",
+_VERSIONED = ("hacknip-ase", "numpy", "scikit-learn", "xgboost-cpu", "tensorflow-cpu", "modnet", "ase", "torch",
               "optuna")
 
 
 def _versions() -> dict:
-    found = {"python": platform.python_version()}
-    for package in _VERSIONED:
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = None
-    return found
+    return package_versions(_VERSIONED)
 
 
 def _info_dict(info) -> dict:

@@ -6,7 +6,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
 from ase.build import bulk, molecule
 
 from hacknip_ase import errors
