@@ -357,9 +357,10 @@ def _built(backbone, options) -> list:
 
 
 def embed(backbone, structures, batch_size: int = 32) -> np.ndarray:
-    """(n, n_depths, dim) mean-pooled embeddings, in batches to bound memory."""
+    """(n, n_depths, dim) mean-pooled embeddings through the featurization engine and its cache."""
+    from ..featurize import featurize
+
     structures = list(structures)
     if not structures:
         raise ValueError("no structures given")
-    return np.concatenate([backbone.embed(structures[i:i + batch_size])
-                           for i in range(0, len(structures), batch_size)])
+    return featurize(structures, backbone, batch_size=batch_size, progress=False).embeddings
