@@ -1,9 +1,17 @@
-"""``hacknip-bench``: benchmark command line (``tasks`` lists the tasks and their data)."""
+"""``hacknip-bench``: benchmark command line.
+
+``tasks`` lists the tasks and their data; ``run`` runs one task x backbone x head; ``suite`` runs
+a suite file; ``leaderboard`` renders leaderboard/README.md and its figures from the result
+files; ``quickstart`` runs the whole pipeline on a small generated task and prints its row.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+import time
 
 from .data import DATA_ENV, resolve_data_dir
 
@@ -32,6 +40,108 @@ def _tasks(args) -> int:
     return 0
 
 
+def _head_params(pairs) -> dict:
+    """``["n_estimators=50", "hidden_layer_sizes=[64]"]`` -> dict (values parsed as JSON when they can be)."""
+    params = {}
+    for pair in pairs or []:
+        key, _, value = pair.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _run_options(args) -> dict:
+    return {"data_dir": args.data_dir, "results_dir": args.results_dir, "cache_dir": args.cache_dir,
+            "seed": args.seed, "inner_cv": args.inner_cv, "holdout": args.holdout, "device": args.device,
+            "batch_size": args.batch_size, "progress": not args.quiet, "resume": not args.no_resume,
+            "command": "hacknip-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+
+
+def _run(args) -> int:
+    from .harness.run import run
+
+    record = run(args.task, args.backbone, args.head, head_params=_head_params(args.head_param) or None,
+                 limit=args.limit, folds=args.fold, **_run_options(args))
+    print(_row_text(record))
+    return 0
+
+
+def _suite(args) -> int:
+    from .harness.suite import read_suite, run_suite
+
+    suite = read_suite(args.file)
+    summaries = run_suite(suite, tasks=args.task, backbones=args.backbone, heads=args.head,
+                          keep_going=not args.fail_fast, **_run_options(args))
+    failed = 0
+    for s in summaries:
+        spec = s["run"]
+        extra = {k: v for k, v in s.items() if k not in ("run", "status")}
+        print(f"{spec.task:24s} {spec.backbone:9s} {spec.head:8s} {s['status']:9s} {extra}")
+        failed += s["status"] == "failed"
+    return 1 if failed else 0
+
+
+def _featurize(args) -> int:
+    """Featurize whole tasks into the cache and record the cold featurization time."""
+    from hacknip_ase.backbones import get_backbone
+
+    from .harness.results import record_featurization
+    from .harness.run import embed, load_task
+    from .tasks import get_task
+
+    for backbone in args.backbone:
+        nip = get_backbone(backbone, device=args.device)
+        for name in args.task:
+            task = get_task(name)
+            data = load_task(task, nip, data_dir=args.data_dir, progress=not args.quiet)
+            start = time.perf_counter()
+            X, present, meta = embed(data, nip, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                                     progress=not args.quiet)
+            seconds = time.perf_counter() - start
+            n = len(data.molecules) if data.molecules else len(data)
+            record_featurization(args.results_dir, name, backbone, n=n, seconds=seconds, skipped=len(meta["skipped"]))
+            print(f"{name:24s} {backbone:9s} {n} structures in {seconds:.0f} s ({len(meta['skipped'])} skipped)")
+    return 0
+
+
+def _leaderboard(args) -> int:
+    from .leaderboard import render
+
+    out = render(args.results_dir, args.out, data_dir=args.data_dir, suite=args.suite,
+                 figures=not args.no_figures)
+    print(f"wrote {out}")
+    return 0
+
+
+def _quickstart(args) -> int:
+    """The whole pipeline on the generated EMT alloy task; prints its leaderboard row."""
+    import tempfile
+
+    from .harness.run import run
+    from .leaderboard import format_row
+
+    start = time.perf_counter()
+    results = args.results_dir or tempfile.mkdtemp(prefix="hacknip-quickstart-")
+    print(f"quickstart: {args.n} generated EMT alloy cells -> {args.backbone} embeddings (all depths) -> "
+          f"depth chosen by inner CV on each training fold -> {args.head} head, 5 folds", flush=True)
+    record = run("synthetic_emt_alloys", args.backbone, args.head, limit=args.n, results_dir=results,
+                 cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, resume=False,
+                 head_params={"n_estimators": 200} if args.head == "xgboost" else None,
+                 command="hacknip-bench quickstart")
+    print(format_row(record))
+    print(f"result file: {results}/synthetic_emt_alloys/{args.backbone}__{args.head}.json "
+          f"({time.perf_counter() - start:.0f} s in all)")
+    return 0
+
+
+def _row_text(record) -> str:
+    from .leaderboard import format_row
+
+    return format_row(record)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hacknip-bench", description=__doc__)
     parser.add_argument("--data-dir", default=None,
@@ -39,6 +149,68 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("tasks", help="list every task with its size, metrics, split and data")
     listing.set_defaults(run=_tasks)
+
+    def run_arguments(p):
+        p.add_argument("--results-dir", default="leaderboard/results", help="where result files go")
+        p.add_argument("--cache-dir", default=None, help="embedding cache root (default: the user cache)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the heads and of depth selection")
+        p.add_argument("--inner-cv", type=int, default=None, help="inner folds for depth selection (default: by size)")
+        p.add_argument("--holdout", type=float, default=None, help="select depth on one hold-out fraction instead")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--no-resume", action="store_true", help="redo finished folds of an existing result file")
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    one = commands.add_parser("run", help="one task x backbone x head: featurize, select depth, fit, score")
+    one.add_argument("--task", required=True)
+    one.add_argument("--backbone", default="chgnet")
+    one.add_argument("--head", default="xgboost", choices=["ridge", "xgboost", "mlp", "modnet"])
+    one.add_argument("--head-param", action="append", metavar="KEY=VALUE", help="head parameter (JSON value)")
+    one.add_argument("--limit", type=int, help="rows of generated / MoleculeNet tasks (smoke runs)")
+    one.add_argument("--fold", action="append", help="run only this split (repeatable; smoke runs)")
+    run_arguments(one)
+    one.set_defaults(run=_run)
+
+    many = commands.add_parser("suite", help="every run of a suite file (TOML), resuming finished folds")
+    many.add_argument("file", nargs="?", default="benchmarks/suites/offline.toml")
+    many.add_argument("--task", action="append", help="only this task (repeatable)")
+    many.add_argument("--backbone", action="append", help="only this backbone (repeatable)")
+    many.add_argument("--head", action="append", help="only this head (repeatable)")
+    many.add_argument("--fail-fast", action="store_true", help="stop at the first failing run")
+    run_arguments(many)
+    many.set_defaults(run=_suite)
+
+    feat = commands.add_parser("featurize", help="featurize whole tasks into the cache; record the cold time")
+    feat.add_argument("--task", action="append", required=True)
+    feat.add_argument("--backbone", action="append", required=True)
+    feat.add_argument("--results-dir", default="leaderboard/results")
+    feat.add_argument("--cache-dir", default=None)
+    feat.add_argument("--device", default="cpu")
+    feat.add_argument("--batch-size", type=int, default=32)
+    feat.add_argument("--quiet", "-q", action="store_true")
+    feat.set_defaults(run=_featurize)
+
+    board = commands.add_parser("leaderboard", help="render leaderboard/README.md and figures from result files")
+    board.add_argument("--results-dir", default="leaderboard/results")
+    board.add_argument("--out", default="leaderboard/README.md")
+    board.add_argument("--suite", default="benchmarks/suites/offline.toml", help="suite file with not-run reasons")
+    board.add_argument("--no-figures", action="store_true")
+    board.set_defaults(run=_leaderboard)
+
+    quick = commands.add_parser("quickstart", help="the whole pipeline on a generated EMT alloy task (offline, minutes)")
+    quick.add_argument("--backbone", default="chgnet")
+    quick.add_argument("--head", default="xgboost", choices=["ridge", "xgboost", "mlp", "modnet"])
+    quick.add_argument("--n", type=int, default=200, help="generated cells (default 200)")
+    quick.add_argument("--results-dir", default=None, help="default: a new temporary folder")
+    quick.add_argument("--cache-dir", default=None)
+    quick.add_argument("--device", default="cpu")
+    quick.add_argument("--quiet", "-q", action="store_true")
+    quick.set_defaults(run=_quickstart)
+
+    # `finetune` and `efficiency`: the fine-tuning baseline, defined in harness/finetune_run.py
+    from .harness.finetune_run import add_commands as add_finetune_commands
+
+    add_finetune_commands(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -11,10 +11,10 @@ Typical use by the harness::
 
 from __future__ import annotations
 
-from . import diffusivity, electrolytes, matbench, moleculenet, superconductors
+from . import diffusivity, electrolytes, matbench, moleculenet, superconductors, synthetic
 from .base import CLASSIFICATION, REGRESSION, Excluded, Split, Task, TaskData
 
-_MODULES = (matbench, moleculenet, superconductors, diffusivity, electrolytes)
+_MODULES = (matbench, moleculenet, superconductors, diffusivity, electrolytes, synthetic)
 
 
 def all_tasks() -> list[Task]:

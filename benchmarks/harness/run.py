@@ -1,0 +1,247 @@
+"""Run one task x backbone x head end to end and write its result file.
+
+Flow: load the task (molecule tasks relax their molecules with the same backbone), featurize
+every structure once through the engine and its cache, then per official split: choose the
+depth by inner cross-validation on the training rows only (:class:`DepthSelector`), refit on
+them, predict the test rows, score with the task's own metrics. Each finished fold is written
+at once (:class:`ResultWriter`), so a killed run resumes after its last finished fold. Matbench
+tasks also get matbench's own ``results.json.gz``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .results import ResultWriter, result_path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RESULTS_DIR = Path("leaderboard") / "results"
+#: Seed of the inner selection splits and of every head.
+DEFAULT_SEED = 0
+MOLECULE_FAMILIES = ("moleculenet", "electrolytes")
+
+
+#: Training rows up to which depth selection uses 5-fold / 3-fold inner CV, per head (above: one
+#: 20 % hold-out). Expensive heads get fewer inner fits so the offline suite fits a CPU budget.
+SELECTION_LIMITS = {"ridge": (2000, 6000), "xgboost": (2000, 6000), "mlp": (0, 1100), "modnet": (0, 300)}
+SELECTION_RULE = ("inner CV on the training part only: ridge/xgboost 5-fold up to 2,000 training rows, 3-fold up "
+                  "to 6,000; mlp 3-fold up to 1,100; modnet 3-fold up to 300; above, one 20 % hold-out")
+
+
+def selection_scheme(n_train: int, head: str | None = None, inner_cv: int | None = None,
+                     holdout: float | None = None) -> dict:
+    """How depths are chosen on a training part of ``n_train`` rows (see ``SELECTION_RULE``).
+
+    The candidates are only the 5-6 single depths, and a 20 % hold-out of a large training
+    part is already hundreds to thousands of rows, enough to rank them.
+    """
+    if holdout:
+        return {"validation_fraction": float(holdout), "cv": None}
+    if inner_cv:
+        return {"cv": int(inner_cv), "validation_fraction": None}
+    five, three = SELECTION_LIMITS.get(head, SELECTION_LIMITS["xgboost"])
+    if n_train <= five:
+        return {"cv": 5, "validation_fraction": None}
+    if n_train <= three:
+        return {"cv": 3, "validation_fraction": None}
+    return {"cv": None, "validation_fraction": 0.2}
+
+
+def make_selector(head: str, task_type: str, scheme: Mapping, seed: int, head_params: Mapping | None = None):
+    from hacknip_ase.heads import DepthSelector, make_head
+
+    params = dict(head_params or {})
+    estimator = make_head(head, task_type, **params)
+    if "random_state" in estimator.get_params() and "random_state" not in params:
+        estimator.set_params(random_state=seed)  # ridge has no randomness to seed
+    return DepthSelector(estimator, candidates="single", cv=scheme["cv"] or 5,
+                         validation_fraction=scheme["validation_fraction"], random_state=seed)
+
+
+def load_task(task, backbone, *, data_dir=None, limit: int | None = None, progress: bool = True):
+    """Load ``task``; molecule tasks relax their molecules with ``backbone`` (cached per backbone)."""
+    options = {}
+    if limit is not None:
+        options["n" if task.family == "synthetic" else "limit"] = int(limit)
+    if task.family in MOLECULE_FAMILIES:
+        from hacknip_ase.calculator import EmbeddingCalculator
+
+        options.update(calculator=EmbeddingCalculator(backbone), progress=progress)
+    if limit is not None and task.family not in ("synthetic", "moleculenet"):
+        raise ValueError(f"--limit is only supported for generated and MoleculeNet tasks, not {task.name}")
+    return task.load(data_dir, **options)
+
+
+def embed(data, backbone, *, cache_dir=None, batch_size: int = 32, progress: bool = True):
+    """(n, n_depths, dim[+n_features]) embeddings of every row, and a mask of rows that have one.
+
+    Mixtures (CE) are concentration-weighted sums of their molecules' embeddings; extra
+    per-row features (AIMD temperature) are appended to every depth, so depth selection
+    still compares depths and the head always sees them.
+    """
+    from hacknip_ase.featurize import featurize
+
+    from ..tasks.electrolytes import mixture_embeddings
+
+    if data.inputs and isinstance(data.inputs[0], Mapping):
+        names = list(data.molecules)
+        fs = featurize([data.molecules[n] for n in names], backbone=backbone, ids=names, cache_dir=cache_dir,
+                       batch_size=batch_size, progress=progress, on_error="skip")
+        by_id = dict(zip(fs.ids, fs.embeddings, strict=True))
+        present = np.array([all(m in by_id for m in mix) for mix in data.inputs])
+        shape = fs.embeddings.shape[1:]
+        X = np.zeros((len(data), *shape), dtype=np.float32)
+        if present.any():
+            X[present] = mixture_embeddings([m for m, ok in zip(data.inputs, present, strict=True) if ok], by_id)
+    else:
+        fs = featurize(data.inputs, backbone=backbone, ids=data.ids, cache_dir=cache_dir, batch_size=batch_size,
+                       progress=progress, on_error="skip")
+        by_id = dict(zip(fs.ids, fs.embeddings, strict=True))
+        present = np.array([i in by_id for i in data.ids])
+        X = np.zeros((len(data), *fs.embeddings.shape[1:]), dtype=np.float32)
+        X[present] = np.stack([by_id[i] for i in np.asarray(data.ids)[present]])
+    if data.features is not None:
+        extra = np.asarray(data.features, dtype=np.float32).reshape(len(data), 1, -1)
+        X = np.concatenate([X, np.broadcast_to(extra, (len(data), X.shape[1], extra.shape[2]))], axis=2)
+    return X, present, fs.metadata
+
+
+def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data_dir=None,
+        results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, cache_dir=None, head_params: Mapping | None = None,
+        seed: int = DEFAULT_SEED, inner_cv: int | None = None, holdout: float | None = None,
+        limit: int | None = None, folds: list[str] | None = None, resume: bool = True, device: str = "cpu",
+        batch_size: int = 32, progress: bool = True, command: str | None = None) -> dict:
+    """Run ``task_name`` with ``backbone`` embeddings and ``head``; returns the result record.
+
+    ``folds`` restricts the run to the named splits (smoke runs); ``limit`` shrinks generated and
+    MoleculeNet tasks. The result file is ``<results_dir>/<task>/<backbone>__<head>.json``.
+    """
+    from hacknip_ase.backbones import get_backbone
+    from hacknip_ase.featurize import versions as feature_versions
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    from ..tasks import CLASSIFICATION, get_task
+    from .results import run_versions
+
+    start = time.perf_counter()
+    task = get_task(task_name)
+    timing: dict[str, float] = {}
+    t = time.perf_counter()
+    nip = get_backbone(backbone, device=device)
+    timing["backbone"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    data = load_task(task, nip, data_dir=data_dir, limit=limit, progress=progress)
+    timing["load"] = time.perf_counter() - t  # includes molecule relaxation for molecule tasks
+    t = time.perf_counter()
+    X, present, feature_meta = embed(data, nip, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+    timing["featurize"] = time.perf_counter() - t
+
+    classification = task.task_type == CLASSIFICATION
+    all_splits = list(task.splits(data))
+    header = {
+        "task": {"name": task.name, "family": task.family, "task_type": task.task_type, "metrics": list(task.metrics),
+                 "split": task.split_description, "n_rows": len(data), "n_excluded": len(data.excluded),
+                 "excluded": [e.__dict__ for e in data.excluded[:50]], "notes": list(data.notes),
+                 "target_names": list(data.target_names), "feature_names": list(data.feature_names),
+                 "n_featurize_skipped": int((~present).sum())},
+        "model": {"kind": "frozen", "backbone": nip.info.as_dict(), "head": head, "head_params": dict(head_params or {}),
+                  "selection": {"candidates": "single depths", "scoring": "roc_auc" if classification else "mae",
+                                "rule": SELECTION_RULE, "inner_cv": inner_cv, "holdout": holdout}},
+        "seeds": {"head": seed, "selection": seed, "split": sorted({s.seed for s in all_splits} - {None})},
+        "limit": limit,
+        "versions": {**run_versions(), **feature_versions(backbone)},
+        "featurization": {k: feature_meta.get(k) for k in ("backbone", "options", "cache_identity", "skipped")},
+        "command": command,
+    }
+    path = result_path(results_dir, task.name, backbone, head)
+    writer = ResultWriter(path, header, resume=resume)
+
+    splits = [s for s in all_splits if folds is None or s.name in folds]
+    targets = np.asarray(data.targets)
+    multi = targets.ndim == 2
+    fold_seconds = 0.0
+    # One BLAS thread for the heads: their matrices are small, and on a few cores threaded BLAS
+    # inside many short fits is several times slower than one thread (measured: MLP fits x8).
+    limiter = threadpool_limits(limits=1, user_api="blas")
+    try:
+        for split in tqdm(splits, desc=f"{task.name} {backbone} {head}", unit="fold", disable=not progress):
+            if split.name in writer.done:
+                continue
+            t_fold = time.perf_counter()
+            train = split.train[present[split.train]]  # rows the backbone could not embed cannot train
+            test = np.asarray(split.test)
+            scheme = selection_scheme(len(train), head, inner_cv, holdout)
+            labels = range(targets.shape[1]) if multi else [None]
+            preds, best, curves, seconds = [], [], [], {"select_fit": 0.0, "predict": 0.0}
+            for k in labels:
+                y = targets[:, k] if multi else targets
+                selector = make_selector(head, task.task_type, scheme, seed, head_params)
+                t = time.perf_counter()
+                selector.fit(X[train], y[train])  # selection sees training rows only
+                seconds["select_fit"] += time.perf_counter() - t
+                t = time.perf_counter()
+                pred = _predict(selector, X[test], classification)
+                # a test row without an embedding gets the training mean (counted in n_imputed)
+                pred[~present[test]] = float(np.mean(y[train]))
+                seconds["predict"] += time.perf_counter() - t
+                preds.append(pred)
+                best.append([d for _, d in selector.best_depths_])
+                curves.append(selector.selection_curve_)
+            y_pred = np.column_stack(preds) if multi else preds[0]
+            metrics = task.score(targets[test], y_pred)
+            seconds["total"] = time.perf_counter() - t_fold
+            fold_seconds += seconds["total"]
+            writer.add_fold(split.name, metrics=metrics, ids=[data.ids[i] for i in test], y_true=targets[test],
+                            y_pred=y_pred, seed=split.seed, n_train=len(train), n_valid=len(split.valid),
+                            best_depths=best if multi else best[0], selection_curve=curves if multi else curves[0],
+                            seconds=seconds, selection=scheme, n_imputed=int((~present[test]).sum()))
+    finally:
+        limiter.restore_original_limits()
+    timing["folds"] = fold_seconds
+    extra = {}
+    if task.family == "matbench" and folds is None:
+        t = time.perf_counter()
+        extra["matbench_results"] = write_matbench_file(writer.record, data, path)
+        timing["matbench_write"] = time.perf_counter() - t
+    timing["total"] = time.perf_counter() - start
+    return writer.finish(timing, **extra)
+
+
+def _predict(selector, X, classification: bool) -> np.ndarray:
+    if classification:
+        return np.asarray(selector.predict_proba(X)[:, 1], dtype=float)
+    return np.asarray(selector.predict(X), dtype=float)
+
+
+def matbench_results_path(result_file: str | os.PathLike) -> Path:
+    result_file = Path(result_file)
+    return result_file.with_name(result_file.stem + ".matbench.json.gz")
+
+
+def write_matbench_file(record: Mapping, data, result_file: str | os.PathLike) -> str:
+    """Matbench's own ``results.json.gz`` for a finished Matbench record; returns its file name.
+
+    Reusable by any writer of result records (frozen heads, fine-tuning): it only needs the
+    per-fold ``ids`` and ``y_pred`` of the record and the loaded task data.
+    """
+    from ..tasks.matbench import write_matbench_results
+
+    name = record["task"]["name"]
+    per_fold = {}
+    for fold in record["folds"]:
+        order = {i: k for k, i in enumerate(fold["ids"])}
+        test_ids = data.meta["matbench_test_ids"][fold["name"]]
+        per_fold[fold["name"]] = np.asarray(fold["y_pred"])[[order[i] for i in test_ids]]
+    model = record["model"]
+    params = {"backbone": model["backbone"]["name"], "model": model["backbone"]["model"], "head": model["head"]}
+    out = write_matbench_results(matbench_results_path(result_file), {name: per_fold}, {name: data}, params=params)
+    return out.name

@@ -1,0 +1,74 @@
+"""Suite files: many task x backbone x head runs in one TOML file (``benchmarks/suites/``).
+
+``[[run]]`` tables give ``tasks``, ``backbones`` and ``heads`` lists (their product is run, in
+order); an optional ``head_params`` table maps a head name to its parameters. ``[not_run]`` maps
+a task to the reason it has no row yet, which the leaderboard prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: str
+    backbone: str
+    head: str
+    head_params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    runs: list[RunSpec]
+    not_run: dict[str, str]
+
+
+def read_suite(path: str | os.PathLike) -> Suite:
+    spec = tomllib.loads(Path(path).read_text())
+    runs, seen = [], set()
+    for block in spec.get("run", []):
+        params = block.get("head_params", {})
+        for task in block["tasks"]:
+            for backbone in block["backbones"]:
+                for head in block["heads"]:
+                    if (task, backbone, head) not in seen:  # listed twice: run once
+                        seen.add((task, backbone, head))
+                        runs.append(RunSpec(task, backbone, head, dict(params.get(head, {}))))
+    return Suite(runs, {str(k): str(v) for k, v in spec.get("not_run", {}).items()})
+
+
+def run_suite(suite: Suite, *, tasks=None, backbones=None, heads=None, keep_going: bool = True, **options) -> list[dict]:
+    """Run every selected spec (skipping tasks whose data is missing); returns one summary per run."""
+    from ..tasks import get_task
+    from .run import run
+
+    summaries = []
+    for spec in suite.runs:
+        if (tasks and spec.task not in tasks) or (backbones and spec.backbone not in backbones) \
+                or (heads and spec.head not in heads):
+            continue
+        task = get_task(spec.task)
+        if not task.is_present(options.get("data_dir")):
+            summaries.append({"run": spec, "status": "skipped", "reason": "data not available"})
+            continue
+        start = time.perf_counter()
+        try:
+            record = run(spec.task, spec.backbone, spec.head, head_params=spec.head_params or None, **options)
+        except Exception as exc:  # one failing run must not stop a long suite; the reason is reported
+            if not keep_going:
+                raise
+            logger.exception("run %s failed", spec)
+            summaries.append({"run": spec, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        headline = record["task"]["metrics"][0]
+        summaries.append({"run": spec, "status": record["status"], "seconds": time.perf_counter() - start,
+                          headline: record["summary"].get(headline, {}).get("mean")})
+    return summaries

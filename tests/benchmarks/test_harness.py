@@ -1,0 +1,198 @@
+"""The harness end to end on small generated data: schema, resume, leak-free selection, matbench files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.cli import main as bench_main
+from benchmarks.harness import results as results_mod
+from benchmarks.harness import run as run_mod
+from benchmarks.harness.results import ResultWriter, read_result, result_path
+from benchmarks.tasks import get_task
+from benchmarks.tasks.synthetic import emt_alloys
+from hacknip_ase.heads import DepthSelector
+
+N = 40  # generated cells: 8 per test fold
+RIDGE = dict(head="ridge", limit=N, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+def test_synthetic_task_is_generated_deterministically():
+    a, ya = emt_alloys(12, seed=3)
+    b, yb = emt_alloys(12, seed=3)
+    _, yc = emt_alloys(12, seed=4)
+    assert np.array_equal(ya, yb) and not np.array_equal(ya, yc)
+    assert all(np.allclose(x.positions, y.positions) for x, y in zip(a, b, strict=True))
+    assert {len(x) for x in a} == {8} and np.all(np.isfinite(ya))
+    task = get_task("synthetic_emt_alloys")
+    assert task.is_present(None) and task.count() == 200
+    data = task.load(n=N)
+    splits = list(task.splits(data))
+    assert len(splits) == 5 and sorted(np.concatenate([s.test for s in splits]).tolist()) == list(range(N))
+
+
+def test_run_writes_the_documented_schema(tmp_path, cache):
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    path = result_path(tmp_path, "synthetic_emt_alloys", "chgnet", "ridge")
+    assert read_result(path) == json.loads(json.dumps(record))
+    assert record["status"] == "complete" and len(record["folds"]) == 5
+    assert record["task"]["name"] == "synthetic_emt_alloys" and record["task"]["metrics"][0] == "mae"
+    assert record["model"]["backbone"]["name"] == "chgnet" and record["model"]["head"] == "ridge"
+    n_depths = record["model"]["backbone"]["n_depths"]
+    for fold in record["folds"]:
+        assert len(fold["ids"]) == len(fold["y_true"]) == len(fold["y_pred"]) == fold["n_test"] == 8
+        assert fold["n_train"] == N - 8
+        assert len(fold["selection_curve"]) == n_depths  # every depth scored
+        (depth,) = fold["best_depths"]
+        best = max(fold["selection_curve"], key=lambda c: c["score"])
+        assert best["candidate"] == [[0, depth]]
+        assert fold["metrics"]["mae"] == pytest.approx(np.mean(np.abs(np.subtract(fold["y_true"], fold["y_pred"]))))
+        assert {"select_fit", "predict", "total"} <= set(fold["seconds"])
+    maes = [f["metrics"]["mae"] for f in record["folds"]]
+    assert record["summary"]["mae"]["mean"] == pytest.approx(np.mean(maes))
+    assert record["summary"]["mae"]["std"] == pytest.approx(np.std(maes))
+    # better than predicting the training mean: the embeddings carry the EMT energy
+    dummy = np.mean([np.mean(np.abs(np.subtract(f["y_true"], np.mean(f["y_true"])))) for f in record["folds"]])
+    assert record["summary"]["mae"]["mean"] < 0.7 * dummy
+    assert {"backbone", "load", "featurize", "folds", "total"} <= set(record["timing"])
+    assert record["seeds"] == {"head": 0, "selection": 0, "split": [18012019]}
+    assert record["versions"]["chgnet"] and record["versions"]["scikit-learn"]
+    assert "commit" in record["git"] and record["hardware"]["cpu_count"] >= 1
+    ids = sorted(i for f in record["folds"] for i in f["ids"])
+    assert ids == [f"emt-{i:04d}" for i in range(N)]
+
+
+def test_interrupted_run_keeps_finished_folds_and_resumes(tmp_path, cache, monkeypatch):
+    fits = []
+    original = DepthSelector.fit
+
+    def counting_fit(self, X, y):
+        fits.append(len(y))
+        if len(fits) == 3:
+            raise KeyboardInterrupt  # killed during the third fold
+        return original(self, X, y)
+
+    monkeypatch.setattr(DepthSelector, "fit", counting_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    path = result_path(tmp_path, "synthetic_emt_alloys", "chgnet", "ridge")
+    partial = read_result(path)
+    assert partial["status"] == "partial" and [f["name"] for f in partial["folds"]] == ["fold_0", "fold_1"]
+
+    fits.clear()
+    monkeypatch.setattr(DepthSelector, "fit", original)
+    monkeypatch.setattr(DepthSelector, "fit", lambda self, X, y: (fits.append(len(y)), original(self, X, y))[1])
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    assert len(fits) == 3  # only the three missing folds were fitted
+    assert record["status"] == "complete" and [f["name"] for f in record["folds"]] == [f"fold_{k}" for k in range(5)]
+    assert record["folds"][:2] == partial["folds"]
+    assert record["resumed_from"]["folds"] == ["fold_0", "fold_1"]
+
+    # another identity (other seed) must not reuse those folds
+    fits.clear()
+    run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, seed=1, **RIDGE)
+    assert len(fits) == 5
+
+
+def test_selection_never_sees_test_rows(tmp_path, cache, monkeypatch):
+    seen = []
+    original = DepthSelector.fit
+
+    def spy(self, X, y):
+        seen.append(np.asarray(X).copy())
+        return original(self, X, y)
+
+    monkeypatch.setattr(DepthSelector, "fit", spy)
+    run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    task = get_task("synthetic_emt_alloys")
+    data = task.load(n=N)
+    X, present, _ = run_mod.embed(data, "chgnet", cache_dir=cache, progress=False)
+    assert present.all()
+    splits = list(task.splits(data))
+    assert len(seen) == len(splits)
+    for split, fitted in zip(splits, seen, strict=True):
+        rows = {r.tobytes() for r in fitted}
+        assert len(rows) == len(split.train)
+        assert rows == {X[i].tobytes() for i in split.train}
+        assert not rows & {X[i].tobytes() for i in split.test}
+
+
+def test_cli_run_and_quickstart_print_the_row(tmp_path, cache, capsys):
+    code = bench_main(["run", "--task", "synthetic_emt_alloys", "--backbone", "chgnet", "--head", "xgboost",
+                       "--head-param", "n_estimators=20", "--limit", str(N), "--results-dir", str(tmp_path),
+                       "--cache-dir", str(cache), "--fold", "fold_0", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    record = read_result(result_path(tmp_path, "synthetic_emt_alloys", "chgnet", "xgboost"))
+    assert [f["name"] for f in record["folds"]] == ["fold_0"]
+    assert record["model"]["head_params"] == {"n_estimators": 20}
+    assert "synthetic_emt_alloys" in out and f"{record['summary']['mae']['mean']:.4g}" in out
+
+    code = bench_main(["quickstart", "--n", str(N), "--head", "ridge", "--results-dir", str(tmp_path / "q"),
+                       "--cache-dir", str(cache), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    record = read_result(result_path(tmp_path / "q", "synthetic_emt_alloys", "chgnet", "ridge"))
+    assert f"{record['summary']['mae']['mean']:.4g}" in out and record["status"] == "complete"
+
+
+def test_matbench_results_reload_with_the_same_mae(tmp_path, cache):
+    from matbench.bench import MatbenchBenchmark
+
+    from benchmarks.leaderboard import render
+    from tests.benchmarks.test_matbench import write_matbench_file
+
+    data_dir = tmp_path / "data"
+    write_matbench_file(data_dir, "matbench_jdft2d", 636, "exfoliation_en")
+    record = run_mod.run("matbench_jdft2d", "chgnet", "ridge", data_dir=data_dir, results_dir=tmp_path / "res",
+                         cache_dir=cache, progress=False)
+    matbench_file = result_path(tmp_path / "res", "matbench_jdft2d", "chgnet", "ridge").with_name(
+        record["matbench_results"])
+    reloaded = MatbenchBenchmark.from_file(str(matbench_file))
+    scores = reloaded.tasks_map["matbench_jdft2d"].scores["mae"]
+    assert scores["mean"] == pytest.approx(record["summary"]["mae"]["mean"], rel=1e-9)
+    assert scores["std"] == pytest.approx(record["summary"]["mae"]["std"], rel=1e-9)
+    readme = render(tmp_path / "res", tmp_path / "board" / "README.md", data_dir=data_dir, figures=False)
+    row = next(line for line in readme.read_text().splitlines() if f"{scores['mean']:.4g} ± " in line)
+    assert "matbench scores chgnet__ridge.matbench.json.gz: same MAE" in row
+
+
+def test_writer_is_reusable_for_other_engines(tmp_path):
+    """A fine-tuning engine records folds through the same writer and schema."""
+    header = {"task": {"name": "t", "family": "f", "task_type": "regression", "metrics": ["mae"]},
+              "model": {"kind": "finetune", "backbone": {"name": "chgnet"}, "head": "finetune"},
+              "seeds": {"head": 0}}
+    path = result_path(tmp_path, "t", "chgnet", "finetune")
+    writer = ResultWriter(path, header)
+    writer.add_fold("fold_0", metrics={"mae": 1.0}, ids=["a", "b"], y_true=[0, 1], y_pred=[1, 2])
+    writer.add_fold("fold_1", metrics={"mae": 3.0}, ids=["c"], y_true=[0], y_pred=[3])
+    record = writer.finish({"total": 2.0})
+    assert read_result(path)["summary"]["mae"] == {"mean": 2.0, "std": 1.0, "n_folds": 2}
+    assert record["model"]["kind"] == "finetune" and results_mod.iter_results(tmp_path)[0][0] == path
+
+
+def test_selection_scheme_by_head_and_size():
+    s = run_mod.selection_scheme
+    assert s(500, "xgboost") == {"cv": 5, "validation_fraction": None}
+    assert s(3000, "xgboost")["cv"] == 3 and s(9000, "xgboost") == {"cv": None, "validation_fraction": 0.2}
+    assert s(1000, "mlp")["cv"] == 3 and s(1200, "mlp")["validation_fraction"] == 0.2
+    assert s(300, "modnet")["cv"] == 3 and s(301, "modnet")["validation_fraction"] == 0.2
+    assert s(9000, "xgboost", inner_cv=4)["cv"] == 4 and s(100, "ridge", holdout=0.3)["validation_fraction"] == 0.3
+
+
+def test_true_targets_stay_out_of_the_result_file(tmp_path):
+    from benchmarks.harness.results import ResultWriter, read_result, truth_path
+
+    path = tmp_path / "task" / "chgnet__ridge.json"
+    writer = ResultWriter(path, {"task": {"name": "t"}, "model": {"head": "ridge"}, "seeds": {}})
+    writer.add_fold("fold_0", metrics={"mae": 0.5}, ids=["a", "b"], y_true=[1.0, 2.0], y_pred=[1.5, 2.5])
+    assert '"y_true"' not in path.read_text()
+    assert truth_path(path).is_file()
+    assert read_result(path)["folds"][0]["y_true"] == [1.0, 2.0]
+    truth_path(path).unlink()
+    assert "y_true" not in read_result(path)["folds"][0]
