@@ -2,7 +2,7 @@
 
 e3nn 0.4.4 loads its packaged ``constants.pt`` with ``torch.load`` at import time, which torch
 >= 2.6 refuses under ``weights_only=True``; ``import mace`` works around that by setting
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for the whole process. That would make every later
+the TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD switch for the whole process. That would make every later
 ``torch.load`` of an untrusted file unsafe, so we set the switch only around those imports and
 restore the environment afterwards.
 """

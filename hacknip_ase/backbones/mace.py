@@ -23,7 +23,7 @@ Loading a :func:`save_weights` file runs the model constructor, which rebuilds M
 Clebsch-Gordan tables (seconds for max_ell 3); a whole pickle skips that. ``weights_sha256`` is
 the hash of the file actually loaded, so a converted copy has its own identity.
 
-``import mace`` / ``import e3nn`` set ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for the whole
+``import mace`` turns on the TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD switch for the whole
 process; they are only imported through :mod:`hacknip_ase._trusted`, which restores it.
 """
 
