@@ -5,7 +5,7 @@ import pytest
 from ase.io import write
 
 from hacknip_ase.backbones.chgnet import CHGNetBackbone
-from hacknip_ase.cli import build_parser, main
+from hacknip_ase.cli import main
 from hacknip_ase.featurize import FeatureSet
 
 from .featurize_support import small_structures
@@ -62,7 +62,3 @@ def test_bad_input_exits_with_a_message(tmp_path, capsys):
     assert "broken.cif" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
     assert not list(tmp_path.glob(".x.npz.*"))  # no spill or partial archive left behind
-
-
-def test_quickstart_is_still_there():
-    assert build_parser().parse_args(["quickstart"]).command == "quickstart"

@@ -127,11 +127,11 @@ def _sevennet_view(backbone, model: nn.Module, device: torch.device) -> Trainabl
     # feature embedding, and the decoder (reduce_* layers, energy rescale).
     from torch_geometric.data import Batch
 
-    from hacknip_ase.backbones.sevennet import _scalar_index
+    from hacknip_ase.backbones._irreps import scalar_index
 
     blocks = [key for key in model._modules if key.split("_", 1)[0].isdigit()]
     last = model._modules[[k for k in blocks if k.endswith("_equivariant_gate")][-1]].gate
-    scalars = _scalar_index(last.irreps_out).to(device)
+    scalars = scalar_index(last.irreps_out).to(device)
     cutoff = backbone.info.cutoff
 
     def encode(atoms):
@@ -164,10 +164,10 @@ def _orb_view(backbone, model: nn.Module, device: torch.device) -> TrainableView
 def _mace_view(backbone, model: nn.Module, device: torch.device) -> TrainableView:
     # Trains interactions + products; frozen: node embedding, radial embedding, the readouts
     # (every layer's readout is decoder), atomic energies and scale/shift.
-    from hacknip_ase.backbones.mace import _scalar_index
+    from hacknip_ase.backbones._irreps import scalar_index
 
     last = model.products[-1]
-    scalars = _scalar_index(last.linear.irreps_out).to(device)
+    scalars = scalar_index(last.linear.irreps_out).to(device)
 
     def run(atoms_list):
         # mace graphs are built per batch through the adapter (not cached: slower epochs)

@@ -103,9 +103,9 @@ class Backbone(abc.ABC):
 
     def forward(self, structures: Sequence, *, forces: bool = False) -> ForwardResult:
         """Features at every depth for a batch, plus energy (and forces/stress if asked)."""
-        prepared = [self.prepare(s) for s in structures]
-        result = self._forward([atoms for atoms, _ in prepared], forces=forces)
         inputs = [as_atoms(s) for s in structures]
+        prepared = [self.prepare(atoms) for atoms in inputs]
+        result = self._forward([atoms for atoms, _ in prepared], forces=forces)
         if any(copies > 1 for _, copies in prepared):
             result = _first_copy(result, [len(a) for a in inputs], [copies for _, copies in prepared])
         if result.stress is not None:  # a boxed molecule has no physical stress

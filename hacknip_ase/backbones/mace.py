@@ -43,6 +43,7 @@ from .._trusted import import_trusted
 from ..errors import CorruptWeightsError, HackNIPError, UntrustedCheckpointError
 from ..weights import resolve_weights, sha256_file
 from ._hooks import capture_outputs, run_until
+from ._irreps import scalar_index, uniform_width
 from .base import Backbone, BackboneInfo, ForwardResult
 
 #: Official MACE-MP-0 files, as in mace/calculators/foundations_models.py (``mace_mp_urls``).
@@ -170,15 +171,6 @@ def load_model(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> to
     return _build_from_record(record, where=str(path))
 
 
-def _scalar_index(irreps) -> torch.Tensor:
-    """Positions of the ``0e`` channels in a flat e3nn feature vector."""
-    o3 = import_trusted("e3nn.o3")[0]
-    irreps = o3.Irreps(str(irreps))
-    index = [torch.arange(s.start, s.stop) for (_, ir), s in zip(irreps, irreps.slices(), strict=True)
-             if ir == o3.Irrep("0e")]
-    return torch.cat(index) if index else torch.zeros(0, dtype=torch.long)
-
-
 class MACEBackbone(Backbone):
     """MACE through its own AtomicData graphs and torch_geometric batching.
 
@@ -235,11 +227,9 @@ class MACEBackbone(Backbone):
         self.head, self.heads = head, heads
 
         self._depth_modules = [self.model.node_embedding, *self.model.products]
-        self._scalars = [_scalar_index(self.model.node_embedding.linear.irreps_out)]
-        self._scalars += [_scalar_index(product.linear.irreps_out) for product in self.model.products]
-        dims = {len(index) for index in self._scalars}
-        if len(dims) != 1:  # does not happen for MACE-MP (128 scalars everywhere)
-            raise HackNIPError(f"MACE model has different scalar widths per depth {sorted(dims)}")
+        self._scalars = [scalar_index(self.model.node_embedding.linear.irreps_out)]
+        self._scalars += [scalar_index(product.linear.irreps_out) for product in self.model.products]
+        dim = uniform_width(self._scalars, model=f"MACE model {model}")  # MACE-MP: 128 everywhere
         self._scalars = [index.to(self.device) for index in self._scalars]
         tools = _mace()[2]
         self.z_table = tools.AtomicNumberTable([int(z) for z in self.model.atomic_numbers])
@@ -248,7 +238,7 @@ class MACEBackbone(Backbone):
             model=model,
             weights_sha256=sha256_file(path),
             n_depths=len(self._depth_modules),
-            dim=dims.pop(),
+            dim=dim,
             cutoff=float(self.model.r_max),
             elements=frozenset(self.z_table.zs),
             features="invariant (0e) node features: embedding, then after each interaction+product",

@@ -24,6 +24,7 @@ from .._trusted import import_trusted
 from ..errors import CorruptWeightsError, WeightsNotFoundError
 from ..weights import resolve_weights, sha256_file
 from ._hooks import StopForward, capture_outputs, run_until
+from ._irreps import scalar_index, uniform_width
 from .base import Backbone, BackboneInfo, ForwardResult
 
 #: Packaged models: name -> attribute of sevenn._const holding the checkpoint path.
@@ -40,13 +41,6 @@ def _numpy_safe_globals() -> list:
     dtypes = [type(np.dtype(code)) for code in "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]]
     return [(_reconstruct, "numpy.core.multiarray._reconstruct"),
             (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype, *set(dtypes)]
-
-
-def _scalar_index(irreps) -> torch.Tensor:
-    """Positions of the invariant 0e channels in an e3nn feature vector."""
-    parts = [torch.arange(s.start, s.stop) for (_, ir), s in zip(irreps, irreps.slices(), strict=True)
-             if ir.l == 0 and ir.p == 1]
-    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
 
 class SevenNetBackbone(Backbone):
@@ -93,17 +87,14 @@ class SevenNetBackbone(Backbone):
         modules = self.model._modules
         gates = [m.gate for key, m in modules.items() if key.endswith("_equivariant_gate")]
         self._depth_modules = [modules["onehot_to_feature_x"].linear, *gates]
-        self._scalars = [_scalar_index(m.irreps_out).to(self.device) for m in self._depth_modules]
-        dims = {len(index) for index in self._scalars}
-        if len(dims) != 1 or 0 in dims:
-            raise CorruptWeightsError(f"SevenNet checkpoint {path}: scalar (0e) widths differ between "
-                                      f"depths ({[len(i) for i in self._scalars]}); one width is needed")
+        self._scalars = [scalar_index(m.irreps_out).to(self.device) for m in self._depth_modules]
+        dim = uniform_width(self._scalars, model=f"SevenNet checkpoint {path}")
         self.info = BackboneInfo(
             name=self.name,
             model=model,
             weights_sha256=sha256_file(path),
             n_depths=len(self._depth_modules),
-            dim=dims.pop(),
+            dim=dim,
             cutoff=float(config["cutoff"]),
             elements=frozenset(int(z) for z in self.model.type_map),
             features="invariant 0e node channels after the embedding and each interaction block",
