@@ -14,6 +14,7 @@ import sys
 import time
 
 from .data import DATA_ENV, resolve_data_dir
+from .tasks.molecules import RECIPES
 
 
 def _tasks(args) -> int:
@@ -56,6 +57,7 @@ def _run_options(args) -> dict:
     return {"data_dir": args.data_dir, "results_dir": args.results_dir, "cache_dir": args.cache_dir,
             "seed": args.seed, "inner_cv": args.inner_cv, "holdout": args.holdout, "device": args.device,
             "batch_size": args.batch_size, "progress": not args.quiet, "resume": not args.no_resume,
+            **({"relax": args.relax} if args.relax else {}),
             "command": "hacknip-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
 
@@ -95,7 +97,8 @@ def _featurize(args) -> int:
         nip = get_backbone(backbone, device=args.device)
         for name in args.task:
             task = get_task(name)
-            data = load_task(task, nip, data_dir=args.data_dir, progress=not args.quiet)
+            data = load_task(task, nip, data_dir=args.data_dir, relax=args.relax or "backbone",
+                             progress=not args.quiet)
             start = time.perf_counter()
             X, present, meta = embed(data, nip, cache_dir=args.cache_dir, batch_size=args.batch_size,
                                      progress=not args.quiet)
@@ -160,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--no-resume", action="store_true", help="redo finished folds of an existing result file")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+        relax_argument(p)
+
+    def relax_argument(p):
+        p.add_argument("--relax", choices=sorted(RECIPES), default=None,
+                       help="molecule geometries: relaxed with the backbone (default), an RDKit force field, "
+                            "or ETKDG only")
 
     one = commands.add_parser("run", help="one task x backbone x head: featurize, select depth, fit, score")
     one.add_argument("--task", required=True)
@@ -188,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     feat.add_argument("--device", default="cpu")
     feat.add_argument("--batch-size", type=int, default=32)
     feat.add_argument("--quiet", "-q", action="store_true")
+    relax_argument(feat)
     feat.set_defaults(run=_featurize)
 
     board = commands.add_parser("leaderboard", help="render leaderboard/README.md and figures from result files")

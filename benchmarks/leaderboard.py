@@ -199,8 +199,27 @@ def _generic_section(records, tasks, figures_rel, not_run) -> list[str]:
                                           "load (s)", "featurize (s)", "wall (s)"], tablefmt="github"), ""]
         if task.size_note:
             lines += [f"n: {task.size_note}.", ""]
+        lines += _geometry_notes(mine)
         lines += _figure_links(task.name, figures_rel)
     return lines
+
+
+def _geometry_notes(records) -> list[str]:
+    """How the molecules of these runs got their 3D geometry (molecule tasks only)."""
+    notes = []
+    for r in records:
+        recipe = r["task"].get("relaxation")
+        if recipe is None:
+            continue
+        how = (f"relaxed with the backbone ({recipe['optimizer']}, fmax {recipe['fmax']} eV/A, <= {recipe['steps']} steps)"
+               if recipe["optimizer"] in ("FIRE", "BFGS") else
+               f"relaxed in RDKit with {recipe['optimizer']} (<= {recipe['steps']} iterations), not with the NIP"
+               if recipe["steps"] else "not relaxed")
+        text = f"'{recipe['recipe']}': ETKDG v3 conformer (seed {recipe['seed']}), {how}"
+        facts = [n for n in r["task"].get("notes", []) if n.startswith("relaxed with")]
+        notes.append(f"{text}" + (f"; {facts[0]}" if facts else ""))
+    notes = list(dict.fromkeys(notes))
+    return [f"Molecule geometries: {'. '.join(notes)}.", ""] if notes else []
 
 
 _COLD: dict = {}  # task/backbone -> cold featurization entry, filled by render()

@@ -65,15 +65,24 @@ def make_selector(head: str, task_type: str, scheme: Mapping, seed: int, head_pa
                          validation_fraction=scheme["validation_fraction"], random_state=seed)
 
 
-def load_task(task, backbone, *, data_dir=None, limit: int | None = None, progress: bool = True):
-    """Load ``task``; molecule tasks relax their molecules with ``backbone`` (cached per backbone)."""
+def load_task(task, backbone, *, data_dir=None, limit: int | None = None, relax: str = "backbone",
+              progress: bool = True):
+    """Load ``task``; molecule tasks build their molecules with the ``relax`` recipe of
+    :data:`~benchmarks.tasks.molecules.RECIPES` ("backbone": relaxed with ``backbone``, cached per backbone)."""
+    from ..tasks.molecules import RECIPES
+
     options = {}
     if limit is not None:
         options["n" if task.family == "synthetic" else "limit"] = int(limit)
     if task.family in MOLECULE_FAMILIES:
-        from hacknip_ase.calculator import EmbeddingCalculator
+        if relax not in RECIPES:
+            raise ValueError(f"relax must be one of {sorted(RECIPES)}, got {relax!r}")
+        settings = RECIPES[relax]
+        options.update(settings=settings, progress=progress)
+        if settings.uses_calculator:
+            from hacknip_ase.calculator import EmbeddingCalculator
 
-        options.update(calculator=EmbeddingCalculator(backbone), progress=progress)
+            options["calculator"] = EmbeddingCalculator(backbone)
     if limit is not None and task.family not in ("synthetic", "moleculenet"):
         raise ValueError(f"--limit is only supported for generated and MoleculeNet tasks, not {task.name}")
     return task.load(data_dir, **options)
@@ -117,11 +126,12 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
         results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, cache_dir=None, head_params: Mapping | None = None,
         seed: int = DEFAULT_SEED, inner_cv: int | None = None, holdout: float | None = None,
         limit: int | None = None, folds: list[str] | None = None, resume: bool = True, device: str = "cpu",
-        batch_size: int = 32, progress: bool = True, command: str | None = None) -> dict:
+        batch_size: int = 32, relax: str = "backbone", progress: bool = True, command: str | None = None) -> dict:
     """Run ``task_name`` with ``backbone`` embeddings and ``head``; returns the result record.
 
     ``folds`` restricts the run to the named splits (smoke runs); ``limit`` shrinks generated and
-    MoleculeNet tasks. The result file is ``<results_dir>/<task>/<backbone>__<head>.json``.
+    MoleculeNet tasks; ``relax`` names the molecule geometry recipe (molecule tasks only). The
+    result file is ``<results_dir>/<task>/<backbone>__<head>.json``.
     """
     from hacknip_ase.backbones import get_backbone
     from hacknip_ase.featurize import versions as feature_versions
@@ -139,7 +149,7 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     timing["backbone"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    data = load_task(task, nip, data_dir=data_dir, limit=limit, progress=progress)
+    data = load_task(task, nip, data_dir=data_dir, limit=limit, relax=relax, progress=progress)
     timing["load"] = time.perf_counter() - t  # includes molecule relaxation for molecule tasks
     t = time.perf_counter()
     X, present, feature_meta = embed(data, nip, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
@@ -152,7 +162,7 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
                  "split": task.split_description, "n_rows": len(data), "n_excluded": len(data.excluded),
                  "excluded": [e.__dict__ for e in data.excluded[:50]], "notes": list(data.notes),
                  "target_names": list(data.target_names), "feature_names": list(data.feature_names),
-                 "n_featurize_skipped": int((~present).sum())},
+                 "n_featurize_skipped": int((~present).sum()), **_relaxation(task, relax)},
         "model": {"kind": "frozen", "backbone": nip.info.as_dict(), "head": head, "head_params": dict(head_params or {}),
                   "selection": {"candidates": "single depths", "scoring": "roc_auc" if classification else "mae",
                                 "rule": SELECTION_RULE, "inner_cv": inner_cv, "holdout": holdout}},
@@ -214,6 +224,17 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
         timing["matbench_write"] = time.perf_counter() - t
     timing["total"] = time.perf_counter() - start
     return writer.finish(timing, **extra)
+
+
+def _relaxation(task, relax: str) -> dict:
+    """The molecule geometry recipe, part of the task's identity (absent for crystal tasks)."""
+    if task.family not in MOLECULE_FAMILIES:
+        return {}
+    from dataclasses import asdict
+
+    from ..tasks.molecules import RECIPES
+
+    return {"relaxation": {"recipe": relax, **asdict(RECIPES[relax])}}
 
 
 def _predict(selector, X, classification: bool) -> np.ndarray:

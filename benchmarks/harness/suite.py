@@ -1,7 +1,8 @@
 """Suite files: many task x backbone x head runs in one TOML file (``benchmarks/suites/``).
 
 ``[[run]]`` tables give ``tasks``, ``backbones`` and ``heads`` lists (their product is run, in
-order); an optional ``head_params`` table maps a head name to its parameters. ``[not_run]`` maps
+order); an optional ``head_params`` table maps a head name to its parameters, an optional
+``relax`` names the molecule geometry recipe (``benchmarks.tasks.molecules.RECIPES``). ``[not_run]`` maps
 a task to the reason it has no row yet, which the leaderboard prints.
 """
 
@@ -23,6 +24,7 @@ class RunSpec:
     backbone: str
     head: str
     head_params: dict = field(default_factory=dict)
+    relax: str | None = None  #: molecule geometry recipe; None: run()'s default
 
 
 @dataclass
@@ -41,7 +43,7 @@ def read_suite(path: str | os.PathLike) -> Suite:
                 for head in block["heads"]:
                     if (task, backbone, head) not in seen:  # listed twice: run once
                         seen.add((task, backbone, head))
-                        runs.append(RunSpec(task, backbone, head, dict(params.get(head, {}))))
+                        runs.append(RunSpec(task, backbone, head, dict(params.get(head, {})), block.get("relax")))
     return Suite(runs, {str(k): str(v) for k, v in spec.get("not_run", {}).items()})
 
 
@@ -61,7 +63,9 @@ def run_suite(suite: Suite, *, tasks=None, backbones=None, heads=None, keep_goin
             continue
         start = time.perf_counter()
         try:
-            record = run(spec.task, spec.backbone, spec.head, head_params=spec.head_params or None, **options)
+            recipe = {"relax": spec.relax} if spec.relax else {}  # a --relax given on the command line wins
+            record = run(spec.task, spec.backbone, spec.head, head_params=spec.head_params or None,
+                         **{**recipe, **options})
         except Exception as exc:  # one failing run must not stop a long suite; the reason is reported
             if not keep_going:
                 raise

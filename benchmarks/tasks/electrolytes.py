@@ -222,7 +222,7 @@ class CoulombicEfficiencyTask(Task):
                 excluded.append(Excluded(row_id, "relax", "; ".join(f"{b}: {failed[b]}" for b in bad)))
             else:
                 keep.append(k)
-        notes = [f"molecules not converged (kept): {built.unconverged}"] if built.unconverged else []
+        notes = built.notes(settings)
         return TaskData(ids=[ids[k] for k in keep], inputs=[mixtures[k] for k in keep], targets=targets[keep],
                         target_names=("neg_log10_one_minus_ce",), molecules=built.atoms, excluded=excluded,
                         notes=notes, meta={"smiles": {n: m.smiles for n, m in used.items()}})

@@ -86,9 +86,7 @@ class MoleculeNetTask(Task):
         excluded += built.failures
         rows = [i for i in keep if ids[i] in built.atoms]
         targets = labels[rows] if labels.shape[1] > 1 else labels[rows, 0]
-        notes = [f"{len(built.unconverged)} molecules did not reach fmax={settings.fmax} within "
-                 f"{settings.steps} {settings.optimizer} steps (kept): {built.unconverged[:20]}"] \
-            if built.unconverged else []
+        notes = built.notes(settings)
         return TaskData(ids=[ids[i] for i in rows], inputs=[built.atoms[ids[i]] for i in rows],
                         targets=targets, target_names=self.target_names, excluded=excluded, notes=notes,
                         meta={"split_ids": [ids[i] for i in keep], "split_smiles": [smiles[i] for i in keep],

@@ -1,4 +1,10 @@
-"""SMILES -> RDKit ETKDG 3D (seeded) -> ``ase.Atoms`` -> relaxation with an ASE calculator.
+"""SMILES -> RDKit ETKDG 3D (seeded) -> relaxation -> ``ase.Atoms``.
+
+Two kinds of relaxation (:data:`RECIPES`): with the backbone itself through an ASE optimizer
+(HackNIP's recipe; 60-80 s per drug-sized molecule on a 2-core CPU), or with a classical force
+field in RDKit (milliseconds per molecule): MMFF94, or UFF for the molecules MMFF94 has no
+parameters for (hexafluorophosphate, borates, polysulfides). The force field used is stored
+per molecule and reported.
 
 Every molecule that fails (parse, 3D embedding, relaxation) is returned as an
 :class:`~benchmarks.tasks.base.Excluded` with its reason. Relaxed geometries (and failures) are
@@ -25,7 +31,14 @@ from hacknip_ase.weights import cache_dir
 from .base import Excluded
 
 #: Bumped when the geometry recipe changes, so old cache entries are not reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: fragments (ions of a salt) placed apart before relaxation
+#: Smallest distance (A) between the fragments of a multi-fragment SMILES (a salt's ions) in the
+#: starting geometry; ETKDG may place them on top of each other.
+FRAGMENT_GAP = 3.0
+#: ASE optimizers, which relax with the calculator (the backbone).
+ASE_OPTIMIZERS = ("FIRE", "BFGS")
+#: RDKit force fields; "MMFF94-UFF" takes MMFF94 where it has every parameter, else UFF.
+FORCE_FIELDS = ("MMFF94", "UFF", "MMFF94-UFF")
 
 
 class EmbeddingFailedError(InvalidStructureError):
@@ -37,9 +50,25 @@ class RelaxSettings:
     """How molecules are built and relaxed (part of the cache key)."""
 
     seed: int = 0  #: ETKDG random seed
-    optimizer: str = "FIRE"  #: "FIRE" or "BFGS" (ase.optimize)
-    fmax: float = 0.05  #: eV/A, convergence on the largest force
-    steps: int = 300  #: bound on optimizer steps; 0 keeps the ETKDG geometry
+    optimizer: str = "FIRE"  #: one of ASE_OPTIMIZERS (with the backbone) or FORCE_FIELDS (RDKit)
+    fmax: float = 0.05  #: eV/A, convergence on the largest force (ASE optimizers only)
+    steps: int = 300  #: bound on optimizer steps (force fields: iterations); 0 keeps the ETKDG geometry
+
+    def __post_init__(self):
+        if self.optimizer not in ASE_OPTIMIZERS + FORCE_FIELDS:
+            raise ValueError(f"optimizer must be one of {ASE_OPTIMIZERS + FORCE_FIELDS}, got {self.optimizer!r}")
+
+    @property
+    def uses_calculator(self) -> bool:
+        return self.steps > 0 and self.optimizer in ASE_OPTIMIZERS
+
+
+#: Named geometry recipes of the molecule tasks (``hacknip-bench run --relax``).
+RECIPES = {
+    "backbone": RelaxSettings(),  # HackNIP: relax with the NIP that then embeds the molecule
+    "forcefield": RelaxSettings(optimizer="MMFF94-UFF", steps=2000),
+    "etkdg": RelaxSettings(steps=0),  # the unrelaxed ETKDG conformer
+}
 
 
 @dataclass
@@ -49,7 +78,22 @@ class MoleculeSet:
     atoms: dict[str, Atoms] = field(default_factory=dict)
     failures: list[Excluded] = field(default_factory=list)
     unconverged: list[str] = field(default_factory=list)
+    force_fields: dict[str, str] = field(default_factory=dict)  #: id -> force field, where one relaxed it
     seconds: float = 0.0  #: wall time spent on molecules not taken from the cache
+
+    def notes(self, settings: RelaxSettings) -> list[str]:
+        """What a result file should say about how these geometries were made."""
+        notes = []
+        if self.unconverged:
+            bound = f"fmax={settings.fmax} within " if settings.uses_calculator else ""
+            notes.append(f"{len(self.unconverged)} molecules did not converge ({bound}{settings.steps} "
+                         f"{settings.optimizer} steps; kept): {self.unconverged[:20]}")
+        fields = sorted(set(self.force_fields.values()))
+        if fields:
+            counts = {f: [i for i, used in self.force_fields.items() if used == f] for f in fields}
+            notes.append("relaxed with " + ", ".join(f"{f}: {len(ids)}" for f, ids in counts.items())
+                         + ("" if len(fields) == 1 else f" (UFF where MMFF94 lacks parameters: {counts['UFF'][:20]})"))
+        return notes
 
 
 def parse_smiles(smiles: str):
@@ -65,8 +109,8 @@ def parse_smiles(smiles: str):
     return Chem.AddHs(mol)
 
 
-def smiles_to_atoms(smiles: str, *, seed: int = 0) -> Atoms:
-    """3D geometry from ETKDG v3 with a fixed seed (random-coordinate start as fallback)."""
+def embed_smiles(smiles: str, *, seed: int = 0):
+    """RDKit molecule with one ETKDG v3 conformer, fixed seed (random-coordinate start as fallback)."""
     from rdkit.Chem import AllChem
 
     mol = parse_smiles(smiles)
@@ -76,9 +120,123 @@ def smiles_to_atoms(smiles: str, *, seed: int = 0) -> Atoms:
         params.useRandomCoords = True  # needed by some large or strained molecules
         if AllChem.EmbedMolecule(mol, params) != 0:
             raise EmbeddingFailedError(f"ETKDG found no 3D embedding for {smiles!r} (seed {seed})")
-    positions = mol.GetConformer().GetPositions()
+    _separate_fragments(mol)
+    return mol
+
+
+def _separate_fragments(mol, gap: float = FRAGMENT_GAP) -> None:
+    """Line the fragments up along x, ``gap`` apart, so relaxation starts from separate ions."""
+    from rdkit import Chem
+    from rdkit.Geometry import Point3D
+
+    fragments = Chem.GetMolFrags(mol)
+    if len(fragments) < 2:
+        return
+    conformer = mol.GetConformer()
+    positions = conformer.GetPositions()
+    edge = None
+    for atoms in fragments:
+        atoms = list(atoms)
+        block = positions[atoms] - positions[atoms].mean(axis=0)
+        if edge is not None:
+            block[:, 0] += edge + gap - block[:, 0].min()
+        edge = block[:, 0].max()
+        for index, (x, y, z) in zip(atoms, block, strict=True):
+            conformer.SetAtomPosition(index, Point3D(float(x), float(y), float(z)))
+
+
+def mol_to_atoms(mol) -> Atoms:
     numbers = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
-    return Atoms(numbers=numbers, positions=positions, pbc=False)
+    return Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions(), pbc=False)
+
+
+def smiles_to_atoms(smiles: str, *, seed: int = 0) -> Atoms:
+    """3D geometry from ETKDG v3 with a fixed seed."""
+    return mol_to_atoms(embed_smiles(smiles, seed=seed))
+
+
+def forcefield_relax(mol, force_field: str, max_iters: int) -> tuple[Atoms, bool, str]:
+    """Relax ``mol``'s conformer in place with an RDKit force field; (atoms, converged, field used).
+
+    Fragments (a salt's ions) are relaxed one by one and placed ``FRAGMENT_GAP`` apart, so every
+    salt gets the same treatment whichever force field covers it. Octahedral ions (PF6-), which
+    neither ETKDG nor UFF can shape, are set to an ideal octahedron and held fixed.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+    from rdkit.Geometry import Point3D
+
+    if force_field == "MMFF94-UFF":
+        force_field = "MMFF94" if AllChem.MMFFHasAllMoleculeParams(mol) else "UFF"
+    covered = AllChem.MMFFHasAllMoleculeParams if force_field == "MMFF94" else AllChem.UFFHasAllMoleculeParams
+    if not covered(mol):
+        raise InvalidStructureError(f"{force_field} has no parameters for some atom of this molecule")
+    mapping: list = []
+    converged = True
+    conformer = mol.GetConformer()
+    for piece, indices in zip(Chem.GetMolFrags(mol, asMols=True, fragsMolAtomMapping=mapping), mapping, strict=True):
+        converged &= _relax_piece(piece, force_field, max_iters)
+        for index, position in zip(indices, piece.GetConformer().GetPositions(), strict=True):
+            conformer.SetAtomPosition(index, Point3D(*position.tolist()))
+    _separate_fragments(mol)
+    atoms = mol_to_atoms(mol)
+    check_geometry(atoms, mol, force_field)
+    return atoms, converged, force_field
+
+
+def _relax_piece(piece, force_field: str, max_iters: int) -> bool:
+    from rdkit.Chem import AllChem
+
+    fixed = _shape_octahedra(piece)
+    if piece.GetNumAtoms() - len(fixed) < 2:
+        return True  # a lone ion or a fixed octahedron: nothing to relax
+    if force_field == "MMFF94":
+        field = AllChem.MMFFGetMoleculeForceField(piece, AllChem.MMFFGetMoleculeProperties(piece, mmffVariant="MMFF94"))
+    else:
+        field = AllChem.UFFGetMoleculeForceField(piece)
+    if field is None:
+        raise InvalidStructureError(f"{force_field} could not set up a force field for this molecule")
+    for index in fixed:
+        field.AddFixedPoint(index)
+    field.Initialize()
+    return field.Minimize(maxIts=max_iters) == 0
+
+
+def _shape_octahedra(mol) -> list[int]:
+    """Ideal octahedra around atoms with six terminal neighbours; returns the atoms placed."""
+    from rdkit.Geometry import Point3D
+
+    conformer, placed = mol.GetConformer(), []
+    positions = conformer.GetPositions()
+    for atom in mol.GetAtoms():
+        ligands = [n.GetIdx() for n in atom.GetNeighbors()]
+        if len(ligands) != 6 or any(mol.GetAtomWithIdx(i).GetDegree() != 1 for i in ligands):
+            continue
+        center = positions[atom.GetIdx()]
+        bond = float(np.mean(np.linalg.norm(positions[ligands] - center, axis=1)))
+        for index, direction in zip(ligands, np.vstack([np.eye(3), -np.eye(3)]), strict=True):
+            conformer.SetAtomPosition(index, Point3D(*(center + bond * direction).tolist()))
+        placed += [atom.GetIdx(), *ligands]
+    return placed
+
+
+def check_geometry(atoms: Atoms, mol, method: str, factor: float = 0.75) -> None:
+    """:class:`InvalidStructureError` if positions are not finite or two unbonded atoms sit closer
+    than ``factor`` x the sum of their covalent radii (a collapsed geometry)."""
+    from ase.data import covalent_radii
+
+    if not np.all(np.isfinite(atoms.positions)):
+        raise InvalidStructureError(f"{method} relaxation produced non-finite positions")
+    distances = atoms.get_all_distances()
+    limit = factor * (covalent_radii[atoms.numbers][:, None] + covalent_radii[atoms.numbers][None, :])
+    close = distances < limit
+    np.fill_diagonal(close, False)
+    for bond in mol.GetBonds():
+        close[bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()] = close[bond.GetEndAtomIdx(), bond.GetBeginAtomIdx()] = False
+    if close.any():
+        i, j = map(int, np.argwhere(close)[0])
+        raise InvalidStructureError(f"{method} gave a collapsed geometry: unbonded atoms {i} and {j} are "
+                                    f"{distances[i, j]:.2f} A apart")
 
 
 def relax(atoms: Atoms, calculator, settings: RelaxSettings) -> tuple[Atoms, bool]:
@@ -87,7 +245,7 @@ def relax(atoms: Atoms, calculator, settings: RelaxSettings) -> tuple[Atoms, boo
 
     optimizers = {"FIRE": FIRE, "BFGS": BFGS}
     if settings.optimizer not in optimizers:
-        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {settings.optimizer!r}")
+        raise ValueError(f"relax() runs ASE optimizers {sorted(optimizers)}, got {settings.optimizer!r}")
     atoms = atoms.copy()
     atoms.calc = calculator
     optimizer = optimizers[settings.optimizer](atoms, logfile=None)
@@ -112,7 +270,8 @@ def build_molecules(smiles: Mapping[str, str], calculator=None, *, settings: Rel
                     cache: str | os.PathLike | None = None, progress: bool = False) -> MoleculeSet:
     """Build (and relax unless ``settings.steps == 0``) every ``{id: smiles}``.
 
-    ``calculator`` defaults to ``EmbeddingCalculator("chgnet")``, created only when needed.
+    ``calculator`` (ASE optimizers only) defaults to ``EmbeddingCalculator("chgnet")``, created
+    only when needed; force-field geometries do not depend on it and are shared by all backbones.
     ``cache`` is a folder (default ``cache_dir()/molecules``); ``""`` disables caching.
     """
     out = MoleculeSet()
@@ -124,12 +283,13 @@ def build_molecules(smiles: Mapping[str, str], calculator=None, *, settings: Rel
 
         iterator = tqdm(iterator, total=len(smiles), desc="molecules")
     for mol_id, smi in iterator:
-        if settings.steps > 0 and calculator is None:
+        if settings.uses_calculator and calculator is None:
             from hacknip_ase.calculator import EmbeddingCalculator
 
             calculator = EmbeddingCalculator("chgnet")
         if tag is None:
-            tag = calculator_tag(calculator) if settings.steps > 0 else "etkdg"
+            tag = (calculator_tag(calculator) if settings.uses_calculator
+                   else settings.optimizer.lower() if settings.steps > 0 else "etkdg")
         path = None
         if root is not None:
             key = hashlib.sha256(json.dumps([smi, asdict(settings), tag, RECIPE_VERSION]).encode()).hexdigest()
@@ -151,16 +311,22 @@ def _build_one(smi: str, calculator, settings: RelaxSettings) -> dict:
     try:
         parse_smiles(smi)
         stage = "embed"
-        atoms = smiles_to_atoms(smi, seed=settings.seed)
-        converged = True
+        mol = embed_smiles(smi, seed=settings.seed)
+        atoms, converged, force_field = mol_to_atoms(mol), True, None
         if settings.steps > 0:
             stage = "relax"
-            atoms, converged = relax(atoms, calculator, settings)
+            if settings.uses_calculator:
+                atoms, converged = relax(atoms, calculator, settings)
+            else:
+                atoms, converged, force_field = forcefield_relax(mol, settings.optimizer, settings.steps)
     except (InvalidStructureError, RuntimeError, ValueError) as exc:
         # RuntimeError/ValueError: RDKit and torch raise these on exotic chemistry; kept as reasons.
         return {"smiles": smi, "failed": stage, "reason": f"{type(exc).__name__}: {exc}"}
-    return {"smiles": smi, "numbers": atoms.numbers.tolist(), "positions": atoms.positions.tolist(),
-            "converged": converged}
+    record = {"smiles": smi, "numbers": atoms.numbers.tolist(), "positions": atoms.positions.tolist(),
+              "converged": converged}
+    if force_field is not None:
+        record["force_field"] = force_field
+    return record
 
 
 def _from_record(record: dict, mol_id: str, out: MoleculeSet) -> None:
@@ -170,6 +336,8 @@ def _from_record(record: dict, mol_id: str, out: MoleculeSet) -> None:
     out.atoms[mol_id] = Atoms(numbers=record["numbers"], positions=record["positions"], pbc=False)
     if not record["converged"]:
         out.unconverged.append(mol_id)
+    if "force_field" in record:
+        out.force_fields[mol_id] = record["force_field"]
 
 
 def _write_atomic(path: Path, text: str) -> None:

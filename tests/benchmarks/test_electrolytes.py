@@ -84,3 +84,24 @@ def test_load_builds_molecules_and_splits_are_seeded(workbook, tmp_path):
     assert x[0] == pytest.approx(molarity("DME") * 16 + 1.0 * 10)  # DME 16 atoms, LiFSI 10
     splits = [tuple(map(tuple, s)) for s in task.splits(data)]
     assert splits == [tuple(map(tuple, s)) for s in task.splits(data)] and len(splits) == 5
+
+
+def test_harness_builds_molecules_with_the_recipe_a_suite_names(workbook, tmp_path):
+    from benchmarks.harness.run import _relaxation, load_task
+    from benchmarks.harness.suite import read_suite
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text('[[run]]\ntasks = ["coulombic_efficiency"]\nbackbones = ["chgnet"]\nheads = ["ridge"]\n'
+                     'relax = "forcefield"\n')
+    (spec,) = read_suite(suite).runs
+    assert spec.relax == "forcefield"
+    task = get_task("coulombic_efficiency")
+    # backbone=None: force-field geometries need no NIP, so none may be built
+    data = load_task(task, None, data_dir=workbook, relax=spec.relax, progress=False)
+    assert set(data.molecules) == {"DME", "DOL", "LiFSI", "LiTFSI", "LiNO3"}
+    assert any(n.startswith("relaxed with MMFF94: 5") for n in data.notes)
+    assert _relaxation(task, "forcefield")["relaxation"] | {"recipe": None} == \
+        {"recipe": None, "seed": 0, "optimizer": "MMFF94-UFF", "fmax": 0.05, "steps": 2000}
+    assert _relaxation(get_task("matbench_jdft2d"), "forcefield") == {}  # crystals have no recipe
+    with pytest.raises(ValueError, match="relax must be one of"):
+        load_task(task, None, data_dir=workbook, relax="amber", progress=False)

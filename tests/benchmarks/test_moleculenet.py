@@ -51,3 +51,50 @@ def test_relaxation_with_chgnet_counts_failures_and_resumes(tmp_path):
     again = build_molecules(smiles, settings=settings, cache=tmp_path)  # everything from the cache
     assert again.seconds == 0
     np.testing.assert_allclose(again.atoms["methanol"].positions, first.atoms["methanol"].positions)
+
+
+def _distances(atoms):
+    distances = atoms.get_all_distances()
+    np.fill_diagonal(distances, np.inf)
+    return distances
+
+
+def test_forcefield_recipe_relaxes_without_a_backbone_and_records_the_field(tmp_path):
+    from benchmarks.tasks.molecules import FRAGMENT_GAP, RECIPES
+
+    settings = RECIPES["forcefield"]
+    assert not settings.uses_calculator  # no NIP is built, geometries are shared by all backbones
+    smiles = {"ethanol": "CCO", "lipf6": "[Li+].F[P-](F)(F)(F)(F)F", "liasf6": "[Li+].F[As-](F)(F)(F)(F)F"}
+    built = build_molecules(smiles, settings=settings, cache=tmp_path)
+    assert built.force_fields == {"ethanol": "MMFF94", "lipf6": "UFF"}  # MMFF94 has no PF6- parameters
+    assert [(f.id, f.stage) for f in built.failures] == [("liasf6", "relax")]
+    assert "UFF has no parameters" in built.failures[0].reason
+    assert (tmp_path / "mmff94-uff").is_dir()
+    moved = built.atoms["ethanol"].positions - smiles_to_atoms("CCO", seed=0).positions
+    assert np.abs(moved).max() > 1e-3
+    lipf6 = built.atoms["lipf6"]
+    li, p = list(lipf6.numbers).index(3), list(lipf6.numbers).index(15)
+    fluorines = [i for i, z in enumerate(lipf6.numbers) if z == 9]
+    bonds = lipf6.get_distances(p, fluorines)
+    np.testing.assert_allclose(bonds, bonds[0], atol=1e-6)  # an octahedron: six equal P-F bonds ...
+    cis = sorted(_distances(lipf6)[np.ix_(fluorines, fluorines)].ravel())[:24]
+    np.testing.assert_allclose(cis, np.sqrt(2) * bonds[0], atol=1e-6)  # ... at right angles
+    assert _distances(lipf6)[li].min() >= FRAGMENT_GAP - 1e-6  # the ions start and stay apart
+    notes = built.notes(settings)
+    assert notes == ["relaxed with MMFF94: 1, UFF: 1 (UFF where MMFF94 lacks parameters: ['lipf6'])"]
+
+
+def test_strict_force_fields_and_collapsed_geometries_raise():
+    from benchmarks.tasks.molecules import check_geometry, embed_smiles, forcefield_relax, mol_to_atoms
+
+    from hacknip_ase.errors import InvalidStructureError
+
+    with pytest.raises(InvalidStructureError, match="MMFF94 has no parameters"):
+        forcefield_relax(embed_smiles("[Li+].F[P-](F)(F)(F)(F)F"), "MMFF94", 200)
+    mol = embed_smiles("OCCO")
+    atoms = mol_to_atoms(mol)
+    atoms.positions[0] = atoms.positions[3] + 0.3  # an oxygen pushed onto the other end of the molecule
+    with pytest.raises(InvalidStructureError, match=r"collapsed geometry: unbonded atoms 0 and \d+ are 0\.\d+ A apart"):
+        check_geometry(atoms, mol, "test")
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        RelaxSettings(optimizer="LBFGS")
