@@ -166,7 +166,9 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
         "model": {"kind": "frozen", "backbone": nip.info.as_dict(), "head": head, "head_params": dict(head_params or {}),
                   "selection": {"candidates": "single depths", "scoring": "roc_auc" if classification else "mae",
                                 "rule": SELECTION_RULE, "inner_cv": inner_cv, "holdout": holdout}},
-        "seeds": {"head": seed, "selection": seed, "split": sorted({s.seed for s in all_splits} - {None})},
+        "seeds": {"head": seed, "selection": seed, "split": sorted({s.seed for s in all_splits} - {None}),
+                  **({"per_split": "head and selection of split seed_k seeded with head seed + k"}
+                     if task.seeded_replicates else {})},
         "limit": limit,
         "versions": {**run_versions(), **feature_versions(backbone)},
         "featurization": {k: feature_meta.get(k) for k in ("backbone", "options", "cache_identity", "skipped")},
@@ -190,11 +192,12 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
             train = split.train[present[split.train]]  # rows the backbone could not embed cannot train
             test = np.asarray(split.test)
             scheme = selection_scheme(len(train), head, inner_cv, holdout)
+            fold_seed = seed + split.seed if task.seeded_replicates and split.seed is not None else seed
             labels = range(targets.shape[1]) if multi else [None]
             preds, best, curves, seconds = [], [], [], {"select_fit": 0.0, "predict": 0.0}
             for k in labels:
                 y = targets[:, k] if multi else targets
-                selector = make_selector(head, task.task_type, scheme, seed, head_params)
+                selector = make_selector(head, task.task_type, scheme, fold_seed, head_params)
                 t = time.perf_counter()
                 selector.fit(X[train], y[train])  # selection sees training rows only
                 seconds["select_fit"] += time.perf_counter() - t
@@ -213,7 +216,8 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
             writer.add_fold(split.name, metrics=metrics, ids=[data.ids[i] for i in test], y_true=targets[test],
                             y_pred=y_pred, seed=split.seed, n_train=len(train), n_valid=len(split.valid),
                             best_depths=best if multi else best[0], selection_curve=curves if multi else curves[0],
-                            seconds=seconds, selection=scheme, n_imputed=int((~present[test]).sum()))
+                            seconds=seconds, selection=scheme, n_imputed=int((~present[test]).sum()),
+                            head_seed=fold_seed)
     finally:
         limiter.restore_original_limits()
     timing["folds"] = fold_seconds

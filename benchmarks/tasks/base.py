@@ -72,6 +72,9 @@ class Task(abc.ABC):
     split_description: str
     literature_size: int | None = None  #: rows in the published benchmark
     size_note: str = ""  #: why our count differs from the literature, if it does
+    #: Splits are seeded replicates ("seed_k"): the head and depth selection of split k are seeded
+    #: with run seed + k, so replicates of a deterministic split (scaffold) still vary the model.
+    seeded_replicates: bool = False
 
     @property
     @abc.abstractmethod

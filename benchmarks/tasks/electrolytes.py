@@ -164,6 +164,7 @@ def parse_formulation(row: tuple, molecules: Mapping[str, Molecule]) -> dict[str
 class CoulombicEfficiencyTask(Task):
     name = "coulombic_efficiency"
     family = "electrolytes"
+    seeded_replicates = True
     task_type = REGRESSION
     metrics = ("mae", "mse")
     split_description = f"5 random 70/30 splits, seeds {SEEDS[0]}-{SEEDS[-1]}"

@@ -30,6 +30,7 @@ _BUCKET = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/"
 
 class MoleculeNetTask(Task):
     family = "moleculenet"
+    seeded_replicates = True
     task_type = CLASSIFICATION
     metrics = ("roc_auc", "accuracy")
 

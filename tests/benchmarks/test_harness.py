@@ -61,6 +61,7 @@ def test_run_writes_the_documented_schema(tmp_path, cache):
     assert record["summary"]["mae"]["mean"] < 0.7 * dummy
     assert {"backbone", "load", "featurize", "folds", "total"} <= set(record["timing"])
     assert record["seeds"] == {"head": 0, "selection": 0, "split": [18012019]}
+    assert {f["head_seed"] for f in record["folds"]} == {0}  # KFold folds share the run's seed
     assert record["versions"]["chgnet"] and record["versions"]["scikit-learn"]
     assert "commit" in record["git"] and record["hardware"]["cpu_count"] >= 1
     ids = sorted(i for f in record["folds"] for i in f["ids"])
@@ -196,3 +197,20 @@ def test_true_targets_stay_out_of_the_result_file(tmp_path):
     assert read_result(path)["folds"][0]["y_true"] == [1.0, 2.0]
     truth_path(path).unlink()
     assert "y_true" not in read_result(path)["folds"][0]
+
+
+def test_seeded_replicates_vary_the_head_seed(tmp_path, cache, monkeypatch):
+    """Replicates of a deterministic split (scaffold) must not be five copies of one fit."""
+    from benchmarks.tasks.base import Split
+
+    task = get_task("synthetic_emt_alloys")
+    same = list(task.splits(task.load(n=N)))[0]
+    monkeypatch.setattr(type(task), "seeded_replicates", True)
+    monkeypatch.setattr(type(task), "splits", lambda self, data: iter(
+        [Split(f"seed_{k}", same.train, same.test, seed=k) for k in range(3)]))
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", "xgboost", results_dir=tmp_path, cache_dir=cache,
+                         limit=N, seed=7, progress=False, head_params={"n_estimators": 20})
+    assert [f["head_seed"] for f in record["folds"]] == [7, 8, 9]
+    assert "per_split" in record["seeds"]
+    preds = [tuple(np.round(f["y_pred"], 9)) for f in record["folds"]]
+    assert len(set(preds)) > 1  # same rows, different seeds: different fits
