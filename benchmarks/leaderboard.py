@@ -354,16 +354,19 @@ def _missing_runs(records, suite, not_run) -> list[str]:
         return []
     have = {(r["task"]["name"], r["model"]["backbone"]["name"], r["model"]["head"]) for r in records
             if r["status"] == "complete"}
-    missing: dict[str, list[str]] = {}
-    for spec in read_suite(suite).runs:
+    spec_file = read_suite(suite)
+    default = ("not run yet: did not fit in the time this offline run had on a shared 2-core CPU "
+               "(featurization rates are in the wall-time table)")
+    missing: dict[tuple[str, str], list[str]] = {}
+    for spec in spec_file.runs:
         if (spec.task, spec.backbone, spec.head) not in have:
-            missing.setdefault(spec.task, []).append(f"{spec.backbone} + {spec.head}")
+            head_reason = spec_file.not_run.get(f"{spec.task}:{spec.head}")  # "task:head" keys
+            reason = f"not run: {head_reason}" if head_reason else not_run.get(spec.task, default)
+            missing.setdefault((spec.task, reason), []).append(f"{spec.backbone} + {spec.head}")
     if not missing:
         return []
     lines = [f"## Suite runs without a result yet ({os.path.basename(str(suite))})", ""]
-    for task, runs in missing.items():
-        reason = not_run.get(task, "not run yet: did not fit in the time this offline run had on a shared 2-core "
-                                   "CPU (featurization rates are in the wall-time table)")
+    for (task, reason), runs in missing.items():
         lines.append(f"- {task}: {', '.join(runs)} — {reason}")
     return lines + [""]
 

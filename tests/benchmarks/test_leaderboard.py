@@ -65,7 +65,8 @@ def board(tmp_path):
     (results / "notes.json").write_text("{}")  # a foreign file is ignored
     record_featurization(results, "matbench_jdft2d", "chgnet", n=636, seconds=55.4)
     suite = tmp_path / "suite.toml"
-    suite.write_text('[not_run]\nbbbp = "too slow here"\n')
+    suite.write_text('[[run]]\ntasks = ["matbench_jdft2d", "bace"]\nbackbones = ["chgnet"]\nheads = ["xgboost", "modnet"]\n'
+                     '[not_run]\nbbbp = "too slow here"\n"bace:modnet" = "MODNet too slow"\n')
     out = render(results, tmp_path / "board" / "README.md", data_dir=tmp_path / "data", suite=suite)
     return out, ours
 
@@ -130,3 +131,12 @@ def test_representative_fold_is_closest_to_the_mean():
     assert representative_fold(record)["name"] == "b"
     depths, mean, std = depth_curve(record)
     assert depths == [0, 1] and mean[0] == pytest.approx(2.2) and mean[1] == 1.0
+
+
+def test_suite_runs_without_results_are_listed_with_their_reason(board):
+    out, _ = board
+    section = out.read_text().split("## Suite runs without a result yet (suite.toml)")[1].split("##")[0]
+    lines = [line for line in section.splitlines() if line.startswith("- ")]
+    assert len(lines) == 2  # the xgboost runs have results
+    assert lines[0].startswith("- matbench_jdft2d: chgnet + modnet — not run yet: did not fit")
+    assert lines[1] == "- bace: chgnet + modnet — not run: MODNet too slow"
