@@ -13,6 +13,8 @@ import shlex
 import sys
 import time
 
+from hacknip_ase.heads import HEADS
+
 from .data import DATA_ENV, resolve_data_dir
 from .tasks.molecules import RECIPES
 
@@ -63,10 +65,11 @@ def _run_options(args) -> dict:
 
 def _run(args) -> int:
     from .harness.run import run
+    from .leaderboard import format_row
 
     record = run(args.task, args.backbone, args.head, head_params=_head_params(args.head_param) or None,
                  limit=args.limit, folds=args.fold, **_run_options(args))
-    print(_row_text(record))
+    print(format_row(record))
     return 0
 
 
@@ -139,12 +142,6 @@ def _quickstart(args) -> int:
     return 0
 
 
-def _row_text(record) -> str:
-    from .leaderboard import format_row
-
-    return format_row(record)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hacknip-bench", description=__doc__)
     parser.add_argument("--data-dir", default=None,
@@ -173,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     one = commands.add_parser("run", help="one task x backbone x head: featurize, select depth, fit, score")
     one.add_argument("--task", required=True)
     one.add_argument("--backbone", default="chgnet")
-    one.add_argument("--head", default="xgboost", choices=["ridge", "xgboost", "mlp", "modnet"])
+    one.add_argument("--head", default="xgboost", choices=list(HEADS))
     one.add_argument("--head-param", action="append", metavar="KEY=VALUE", help="head parameter (JSON value)")
     one.add_argument("--limit", type=int, help="rows of generated / MoleculeNet tasks (smoke runs)")
     one.add_argument("--fold", action="append", help="run only this split (repeatable; smoke runs)")
@@ -209,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = commands.add_parser("quickstart", help="the whole pipeline on a generated EMT alloy task (offline, minutes)")
     quick.add_argument("--backbone", default="chgnet")
-    quick.add_argument("--head", default="xgboost", choices=["ridge", "xgboost", "mlp", "modnet"])
+    quick.add_argument("--head", default="xgboost", choices=list(HEADS))
     quick.add_argument("--n", type=int, default=200, help="generated cells (default 200)")
     quick.add_argument("--results-dir", default=None, help="default: a new temporary folder")
     quick.add_argument("--cache-dir", default=None)

@@ -251,7 +251,8 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
     records = [{**r, "_path": str(p)} for p, r in iter_results(results_dir)]
     _COLD.clear()
     _COLD.update(read_featurization(results_dir))
-    reasons = read_suite(suite).not_run if suite and Path(suite).is_file() else {}
+    suite_spec = read_suite(suite) if suite and Path(suite).is_file() else None
+    reasons = suite_spec.not_run if suite_spec else {}
     tasks = all_tasks()
     not_run = {}
     for task in tasks:
@@ -292,7 +293,7 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
     lines += _timing_section(records)
     reference_data = load_reference(reference)
     lines += _standing(records, tasks, reference_data, not_run)
-    lines += _missing_runs(records, suite, not_run)
+    lines += _missing_runs(records, suite_spec, suite, not_run)
     from .leaderboard_finetune import finetune_section  # fine-tuned runs, what was not run, efficiency studies
 
     lines += finetune_section(records, results_dir, out.parent)
@@ -305,11 +306,9 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
             lines += _matbench_section(frecords, ftasks, reference_data, figures_rel, not_run)
         else:
             lines += _generic_section(frecords, ftasks, figures_rel, not_run)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text("\n".join(lines).rstrip() + "\n")
-    os.replace(tmp, out)
-    return out
+    from hacknip_ase.cache import atomic_write
+
+    return atomic_write(out, ("\n".join(lines).rstrip() + "\n").encode())
 
 
 def _provenance(records) -> list[str]:
@@ -346,15 +345,12 @@ def _standing(records, tasks, reference, not_run) -> list[str]:
     return lines + [""]
 
 
-def _missing_runs(records, suite, not_run) -> list[str]:
+def _missing_runs(records, spec_file, suite, not_run) -> list[str]:
     """Runs the suite file lists that have no complete result file, with the reason when known."""
-    from .harness.suite import read_suite
-
-    if not suite or not Path(suite).is_file():
+    if spec_file is None:
         return []
     have = {(r["task"]["name"], r["model"]["backbone"]["name"], r["model"]["head"]) for r in records
             if r["status"] == "complete"}
-    spec_file = read_suite(suite)
     default = ("not run yet: did not fit in the time this offline run had on a shared 2-core CPU "
                "(featurization rates are in the wall-time table)")
     missing: dict[tuple[str, str], list[str]] = {}

@@ -82,7 +82,7 @@ class FeatureCache:
         self.hits = self.misses = self.corrupt = self.writes = 0
         described = self.folder / "identity.json"
         if not described.exists():  # for humans cleaning up the cache
-            _atomic_write(described, (text + "\n").encode())
+            atomic_write(described, (text + "\n").encode())
 
     def key(self, atoms: Atoms) -> str:
         return structure_digest(atoms, self._prefix)
@@ -120,7 +120,7 @@ class FeatureCache:
         if path.parent.name not in self._made:
             path.parent.mkdir(exist_ok=True)
             self._made.add(path.parent.name)
-        _atomic_write(path, header + data)
+        atomic_write(path, header + data)
         self.writes += 1
 
     def _decode(self, blob: bytes) -> np.ndarray | None:
@@ -136,17 +136,23 @@ class FeatureCache:
         return {"hits": self.hits, "misses": self.misses, "corrupt": self.corrupt, "writes": self.writes}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it into place.
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temp file beside ``path`` and rename it into place (parents created).
 
     No fsync: a killed process cannot leave a partial file behind a rename, and the checksum
-    catches what a power loss might.
+    catches what a power loss might. The file gets the umask's permissions (mkstemp's are 0600).
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path

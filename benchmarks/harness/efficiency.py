@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from .finetune_run import (HEAD as FINETUNE, efficiency_path, fraction_label, run_finetune, select_folds,
-                           task_header, test_subset, training_subset)
+                           subset_header, test_subset, training_subset)
 from .results import ResultWriter, read_result
-from .run import DEFAULT_RESULTS_DIR, DEFAULT_SEED, load_task
+from .run import DEFAULT_RESULTS_DIR, DEFAULT_SEED, load_task, task_header
 
 logger = logging.getLogger(__name__)
 
@@ -132,15 +132,15 @@ def run_frozen(task, data, X, present, splits, nip, *, head: str, fraction: floa
     from threadpoolctl import threadpool_limits
 
     from .results import run_versions
-    from .run import SELECTION_RULE, make_selector, selection_scheme
+    from .run import SELECTION_RULE, frozen_model, make_selector, predict_scores, selection_scheme
 
     start = time.perf_counter()
     classification = task.task_type == "classification"
     header = {
-        "task": task_header(task, data, train_fraction=fraction, subset_seed=subset_seed, test_limit=test_limit),
-        "model": {"kind": "frozen", "backbone": nip.info.as_dict(), "head": head, "head_params": dict(head_params or {}),
-                  "selection": {"candidates": "single depths", "scoring": "roc_auc" if classification else "mae",
-                                "rule": SELECTION_RULE + "; inner folds capped at the subset size"}},
+        "task": task_header(task, data, **subset_header(train_fraction=fraction, subset_seed=subset_seed,
+                                                        test_limit=test_limit)),
+        "model": frozen_model(nip, head, head_params, classification,
+                              rule=SELECTION_RULE + "; inner folds capped at the subset size"),
         "seeds": {"head": seed, "selection": seed, "subset": subset_seed,
                   "split": sorted({s.seed for s in splits} - {None})},
         "limit": limit, "versions": run_versions(), "featurization": featurization, "command": command,
@@ -162,8 +162,7 @@ def run_frozen(task, data, X, present, splits, nip, *, head: str, fraction: floa
                 scheme["cv"] = min(scheme["cv"], len(train))  # a 5-row subset: leave-one-out
             selector = make_selector(head, task.task_type, scheme, seed, head_params)
             selector.fit(X[train], targets[train])  # selection sees the training subset only
-            y_pred = np.asarray(selector.predict_proba(X[test])[:, 1] if classification
-                                else selector.predict(X[test]), dtype=float)
+            y_pred = predict_scores(selector, X[test], classification)
             y_pred[~present[test]] = float(np.mean(targets[train]))
             seconds = {"total": time.perf_counter() - t_fold}
             fold_seconds += seconds["total"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .results import ResultWriter, result_path
-from .run import DEFAULT_RESULTS_DIR, DEFAULT_SEED, load_task
+from .run import DEFAULT_RESULTS_DIR, DEFAULT_SEED, load_task, task_header
 
 logger = logging.getLogger(__name__)
 
@@ -103,17 +103,13 @@ def select_folds(splits, folds: Sequence[str | int] | None) -> list:
     return chosen
 
 
-def task_header(task, data, *, train_fraction=None, subset_seed=None, test_limit=None) -> dict:
-    """The ``task`` block of a result, with the training subset and test subsample if any."""
-    header = {"name": task.name, "family": task.family, "task_type": task.task_type, "metrics": list(task.metrics),
-              "split": task.split_description, "n_rows": len(data), "n_excluded": len(data.excluded),
-              "excluded": [e.__dict__ for e in data.excluded[:50]], "notes": list(data.notes),
-              "target_names": list(data.target_names), "feature_names": list(data.feature_names)}
-    if train_fraction is not None or test_limit is not None:
-        header["subset"] = {"train_fraction": train_fraction, "subset_seed": subset_seed, "min_subset": MIN_SUBSET,
-                            "test_limit": test_limit, "test_subset_seed": TEST_SUBSET_SEED if test_limit else None,
-                            "rule": training_subset.__doc__.split("\n\n")[1].strip()}
-    return header
+def subset_header(*, train_fraction=None, subset_seed=None, test_limit=None) -> dict:
+    """The ``subset`` entry of a result's ``task`` block when a run uses part of each split."""
+    if train_fraction is None and test_limit is None:
+        return {}
+    return {"subset": {"train_fraction": train_fraction, "subset_seed": subset_seed, "min_subset": MIN_SUBSET,
+                       "test_limit": test_limit, "test_subset_seed": TEST_SUBSET_SEED if test_limit else None,
+                       "rule": training_subset.__doc__.split("\n\n")[1].strip()}}
 
 
 class _EpochBar:
@@ -148,8 +144,9 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
     shrinks generated tasks. ``data`` / ``nip`` let a driver pass an already loaded task and built
     backbone. The record is ``complete`` only when every split of the task is done.
     """
-    from hacknip_ase.backbones import get_backbone
     from tqdm.auto import tqdm
+
+    from hacknip_ase.backbones import get_backbone
 
     from ..tasks import CLASSIFICATION, get_task
     from .finetune import FineTuner
@@ -180,7 +177,8 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
     if test_limit is not None:
         deviations["test_limit"] = {"used": test_limit, "recipe": "whole test fold"}
     header = {
-        "task": task_header(task, data, train_fraction=train_fraction, subset_seed=subset_seed, test_limit=test_limit),
+        "task": task_header(task, data, **subset_header(train_fraction=train_fraction, subset_seed=subset_seed,
+                                                        test_limit=test_limit)),
         "model": {"kind": "finetune", "backbone": nip.info.as_dict(), "head": HEAD,
                   "head_params": {**params, "head": "dim -> 128 -> 128 -> 1 SiLU, Xavier-uniform, zero bias"},
                   "recipe": recipe, "deviations": deviations,

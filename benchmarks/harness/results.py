@@ -36,11 +36,13 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from hacknip_ase.cache import atomic_write
+from hacknip_ase.provenance import package_versions
 
 SCHEMA = "hacknip-bench-result"
 SCHEMA_VERSION = 1
@@ -51,22 +53,8 @@ def result_path(results_dir: str | os.PathLike, task: str, backbone: str, head: 
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:
-    """Write JSON through a temporary file and a rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=1, default=_jsonable)
-            handle.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; result files are shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON atomically: readers never see half a file."""
+    return atomic_write(path, (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode())
 
 
 def truth_path(path: str | os.PathLike) -> Path:
@@ -98,11 +86,7 @@ def write_result(path: str | os.PathLike, record: Mapping) -> Path:
     truth = {f["name"]: f.pop("y_true") for f in folds if "y_true" in f}
     record["folds"] = folds
     if truth:
-        sidecar = truth_path(path)
-        fd, tmp = tempfile.mkstemp(dir=sidecar.parent, prefix=f".{sidecar.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(gzip.compress(json.dumps(truth).encode()))
-        os.replace(tmp, sidecar)
+        atomic_write(truth_path(path), gzip.compress(json.dumps(truth).encode()))
     return write_json_atomic(path, record)
 
 
@@ -282,16 +266,8 @@ def hardware() -> dict:
 
 
 def run_versions() -> dict:
-    import importlib.metadata
-
-    record = {"python": platform.python_version()}
-    for package in ("hacknip-ase", "numpy", "scikit-learn", "xgboost-cpu", "xgboost", "torch", "ase", "pymatgen",
-                    "chgnet", "sevenn", "modnet", "tensorflow-cpu", "matbench"):
-        try:
-            record[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return record
+    return package_versions(("hacknip-ase", "numpy", "scikit-learn", "xgboost-cpu", "xgboost", "torch", "ase",
+                             "pymatgen", "chgnet", "sevenn", "modnet", "tensorflow-cpu", "matbench"))
 
 
 def _now() -> str:

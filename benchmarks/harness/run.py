@@ -85,7 +85,24 @@ def load_task(task, backbone, *, data_dir=None, limit: int | None = None, relax:
             options["calculator"] = EmbeddingCalculator(backbone)
     if limit is not None and task.family not in ("synthetic", "moleculenet"):
         raise ValueError(f"--limit is only supported for generated and MoleculeNet tasks, not {task.name}")
-    return task.load(data_dir, **options)
+    data = task.load(data_dir, **options)
+    if task.family in MOLECULE_FAMILIES:
+        from dataclasses import asdict
+
+        data.meta["relaxation"] = {"recipe": relax, **asdict(options["settings"])}  # recorded by task_header
+    return data
+
+
+def task_header(task, data, **subset) -> dict:
+    """The ``task`` block of a result file; ``subset`` (training fraction, test limit) from
+    :func:`~.finetune_run.subset_header` when a run uses part of each split."""
+    header = {"name": task.name, "family": task.family, "task_type": task.task_type, "metrics": list(task.metrics),
+              "split": task.split_description, "n_rows": len(data), "n_excluded": len(data.excluded),
+              "excluded": [e.__dict__ for e in data.excluded[:50]], "notes": list(data.notes),
+              "target_names": list(data.target_names), "feature_names": list(data.feature_names)}
+    if "relaxation" in data.meta:
+        header["relaxation"] = data.meta["relaxation"]
+    return {**header, **subset}
 
 
 def embed(data, backbone, *, cache_dir=None, batch_size: int = 32, progress: bool = True):
@@ -133,10 +150,11 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     MoleculeNet tasks; ``relax`` names the molecule geometry recipe (molecule tasks only). The
     result file is ``<results_dir>/<task>/<backbone>__<head>.json``.
     """
-    from hacknip_ase.backbones import get_backbone
-    from hacknip_ase.featurize import versions as feature_versions
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
+
+    from hacknip_ase.backbones import get_backbone
+    from hacknip_ase.featurize import versions as feature_versions
 
     from ..tasks import CLASSIFICATION, get_task
     from .results import run_versions
@@ -158,14 +176,8 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     classification = task.task_type == CLASSIFICATION
     all_splits = list(task.splits(data))
     header = {
-        "task": {"name": task.name, "family": task.family, "task_type": task.task_type, "metrics": list(task.metrics),
-                 "split": task.split_description, "n_rows": len(data), "n_excluded": len(data.excluded),
-                 "excluded": [e.__dict__ for e in data.excluded[:50]], "notes": list(data.notes),
-                 "target_names": list(data.target_names), "feature_names": list(data.feature_names),
-                 "n_featurize_skipped": int((~present).sum()), **_relaxation(task, relax)},
-        "model": {"kind": "frozen", "backbone": nip.info.as_dict(), "head": head, "head_params": dict(head_params or {}),
-                  "selection": {"candidates": "single depths", "scoring": "roc_auc" if classification else "mae",
-                                "rule": SELECTION_RULE, "inner_cv": inner_cv, "holdout": holdout}},
+        "task": task_header(task, data, n_featurize_skipped=int((~present).sum())),
+        "model": frozen_model(nip, head, head_params, classification, inner_cv=inner_cv, holdout=holdout),
         "seeds": {"head": seed, "selection": seed, "split": sorted({s.seed for s in all_splits} - {None}),
                   **({"per_split": "head and selection of split seed_k seeded with head seed + k"}
                      if task.seeded_replicates else {})},
@@ -202,7 +214,7 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
                 selector.fit(X[train], y[train])  # selection sees training rows only
                 seconds["select_fit"] += time.perf_counter() - t
                 t = time.perf_counter()
-                pred = _predict(selector, X[test], classification)
+                pred = predict_scores(selector, X[test], classification)
                 # a test row without an embedding gets the training mean (counted in n_imputed)
                 pred[~present[test]] = float(np.mean(y[train]))
                 seconds["predict"] += time.perf_counter() - t
@@ -230,18 +242,16 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     return writer.finish(timing, **extra)
 
 
-def _relaxation(task, relax: str) -> dict:
-    """The molecule geometry recipe, part of the task's identity (absent for crystal tasks)."""
-    if task.family not in MOLECULE_FAMILIES:
-        return {}
-    from dataclasses import asdict
-
-    from ..tasks.molecules import RECIPES
-
-    return {"relaxation": {"recipe": relax, **asdict(RECIPES[relax])}}
+def frozen_model(nip, head: str, head_params: Mapping | None, classification: bool, *,
+                 rule: str = SELECTION_RULE, **selection) -> dict:
+    """The ``model`` block of a frozen-embedding result (``selection``: inner_cv, holdout)."""
+    return {"kind": "frozen", "backbone": nip.info.as_dict(), "head": head, "head_params": dict(head_params or {}),
+            "selection": {"candidates": "single depths", "scoring": "roc_auc" if classification else "mae",
+                          "rule": rule, **selection}}
 
 
-def _predict(selector, X, classification: bool) -> np.ndarray:
+def predict_scores(selector, X, classification: bool) -> np.ndarray:
+    """Predictions to score: P(class 1) for classification, values for regression."""
     if classification:
         return np.asarray(selector.predict_proba(X)[:, 1], dtype=float)
     return np.asarray(selector.predict(X), dtype=float)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from hacknip_ase.cache import atomic_write
 from hacknip_ase.errors import InvalidStructureError, StructureParseError
 from hacknip_ase.weights import cache_dir
 
@@ -179,9 +179,7 @@ def forcefield_relax(mol, force_field: str, max_iters: int) -> tuple[Atoms, bool
         for index, position in zip(indices, piece.GetConformer().GetPositions(), strict=True):
             conformer.SetAtomPosition(index, Point3D(*position.tolist()))
     _separate_fragments(mol)
-    atoms = mol_to_atoms(mol)
-    check_geometry(atoms, mol, force_field)
-    return atoms, converged, force_field
+    return mol_to_atoms(mol), converged, force_field
 
 
 def _relax_piece(piece, force_field: str, max_iters: int) -> bool:
@@ -222,11 +220,12 @@ def _shape_octahedra(mol) -> list[int]:
 
 def check_geometry(atoms: Atoms, mol, method: str, factor: float = 0.75) -> None:
     """:class:`InvalidStructureError` if positions are not finite or two unbonded atoms sit closer
-    than ``factor`` x the sum of their covalent radii (a collapsed geometry)."""
+    than ``factor`` x the sum of their covalent radii (a collapsed geometry). Every recipe's
+    geometry passes through it; ``atoms`` is in ``mol``'s atom order."""
     from ase.data import covalent_radii
 
     if not np.all(np.isfinite(atoms.positions)):
-        raise InvalidStructureError(f"{method} relaxation produced non-finite positions")
+        raise InvalidStructureError(f"{method} produced non-finite positions")
     distances = atoms.get_all_distances()
     limit = factor * (covalent_radii[atoms.numbers][:, None] + covalent_radii[atoms.numbers][None, :])
     close = distances < limit
@@ -250,11 +249,9 @@ def relax(atoms: Atoms, calculator, settings: RelaxSettings) -> tuple[Atoms, boo
     atoms.calc = calculator
     optimizer = optimizers[settings.optimizer](atoms, logfile=None)
     converged = bool(optimizer.run(fmax=settings.fmax, steps=settings.steps))
-    positions = atoms.get_positions()
-    if not np.all(np.isfinite(positions)) or not np.isfinite(atoms.get_potential_energy()):
-        raise InvalidStructureError("relaxation produced non-finite positions or energy")
-    result = Atoms(numbers=atoms.numbers, positions=positions, pbc=False)
-    return result, converged
+    if not np.isfinite(atoms.get_potential_energy()):
+        raise InvalidStructureError("relaxation produced a non-finite energy")
+    return Atoms(numbers=atoms.numbers, positions=atoms.get_positions(), pbc=False), converged
 
 
 def calculator_tag(calculator) -> str:
@@ -301,7 +298,7 @@ def build_molecules(smiles: Mapping[str, str], calculator=None, *, settings: Rel
         record = _build_one(smi, calculator, settings)
         out.seconds += time.perf_counter() - start
         if path is not None:
-            _write_atomic(path, json.dumps(record))
+            atomic_write(path, json.dumps(record).encode())
         _from_record(record, mol_id, out)
     return out
 
@@ -319,6 +316,7 @@ def _build_one(smi: str, calculator, settings: RelaxSettings) -> dict:
                 atoms, converged = relax(atoms, calculator, settings)
             else:
                 atoms, converged, force_field = forcefield_relax(mol, settings.optimizer, settings.steps)
+        check_geometry(atoms, mol, force_field or settings.optimizer if settings.steps > 0 else "ETKDG")
     except (InvalidStructureError, RuntimeError, ValueError) as exc:
         # RuntimeError/ValueError: RDKit and torch raise these on exotic chemistry; kept as reasons.
         return {"smiles": smi, "failed": stage, "reason": f"{type(exc).__name__}: {exc}"}
@@ -338,10 +336,3 @@ def _from_record(record: dict, mol_id: str, out: MoleculeSet) -> None:
         out.unconverged.append(mol_id)
     if "force_field" in record:
         out.force_fields[mol_id] = record["force_field"]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)

@@ -87,7 +87,7 @@ def test_load_builds_molecules_and_splits_are_seeded(workbook, tmp_path):
 
 
 def test_harness_builds_molecules_with_the_recipe_a_suite_names(workbook, tmp_path):
-    from benchmarks.harness.run import _relaxation, load_task
+    from benchmarks.harness.run import load_task, task_header
     from benchmarks.harness.suite import read_suite
 
     suite = tmp_path / "suite.toml"
@@ -100,8 +100,9 @@ def test_harness_builds_molecules_with_the_recipe_a_suite_names(workbook, tmp_pa
     data = load_task(task, None, data_dir=workbook, relax=spec.relax, progress=False)
     assert set(data.molecules) == {"DME", "DOL", "LiFSI", "LiTFSI", "LiNO3"}
     assert any(n.startswith("relaxed with MMFF94: 5") for n in data.notes)
-    assert _relaxation(task, "forcefield")["relaxation"] | {"recipe": None} == \
+    assert task_header(task, data)["relaxation"] | {"recipe": None} == \
         {"recipe": None, "seed": 0, "optimizer": "MMFF94-UFF", "fmax": 0.05, "steps": 2000}
-    assert _relaxation(get_task("matbench_jdft2d"), "forcefield") == {}  # crystals have no recipe
+    crystals = get_task("synthetic_emt_alloys")
+    assert "relaxation" not in task_header(crystals, load_task(crystals, None, limit=8, relax="forcefield"))
     with pytest.raises(ValueError, match="relax must be one of"):
         load_task(task, None, data_dir=workbook, relax="amber", progress=False)
