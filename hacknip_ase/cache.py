@@ -8,6 +8,14 @@ that identity plus the structure's content: atomic numbers, positions, cell and 
 little-endian bytes. So a rotated or translated copy of a structure gets its own key (its
 embedding is the same, but the cache does not try to prove that).
 
+Two small indexes let a fully cached run skip work:
+
+- ``ROOT/<identity folder>/files/<digest[:2]>/<digest>.key``: the structure key (hex) of a
+  structure file whose bytes have sha256 ``digest``, so a known file is not parsed again;
+- ``ROOT/backbones/<request sha256>.json``: the identity (and shape) of the backbone that a
+  request (registry name, options, NIP package version, given weights file's sha256) builds, so
+  a run whose every structure is cached never loads the model (nor imports torch).
+
 Entry file: ``MAGIC`` (8 bytes) | sha256 of the payload (32) | n_depths, dim (2 x uint32 LE) |
 payload = float32 LE array (n_depths, dim). Entries are written to a temporary file in the same
 folder and moved into place with ``os.replace``, so a reader sees a whole entry or none, even
@@ -17,12 +25,14 @@ is deleted and recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -132,22 +142,62 @@ class FeatureCache:
             return None
         return np.frombuffer(data, dtype="<f4").reshape(self.shape).astype(np.float32)
 
+    def file_key(self, digest: str) -> str | None:
+        """The structure key recorded for a structure file with content sha256 ``digest``."""
+        try:
+            key = self._file_index(digest).read_text().strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        return key if len(key) == 64 else None
+
+    def remember_file(self, digest: str, key: str) -> None:
+        atomic_write(self._file_index(digest), key.encode())
+
+    def _file_index(self, digest: str) -> Path:
+        return self.folder / "files" / digest[:2] / f"{digest}.key"
+
     def stats(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "corrupt": self.corrupt, "writes": self.writes}
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temp file beside ``path`` and rename it into place (parents created).
+def _request_path(request: dict, root: str | os.PathLike | None) -> Path:
+    text = json.dumps(request, sort_keys=True, default=str)
+    name = hashlib.sha256(text.encode()).hexdigest()
+    return (Path(root) if root is not None else default_cache_root()) / "backbones" / f"{name}.json"
 
-    No fsync: a killed process cannot leave a partial file behind a rename, and the checksum
-    catches what a power loss might. The file gets the umask's permissions (mkstemp's are 0600).
+
+def known_identity(request: dict, root: str | os.PathLike | None = None) -> dict | None:
+    """The backbone identity recorded for ``request``, or None (never built through this cache)."""
+    try:
+        record = json.loads(_request_path(request, root).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record.get("identity") if record.get("request") == json.loads(json.dumps(request, default=str)) else None
+
+
+def remember_identity(request: dict, identity: dict, root: str | os.PathLike | None = None) -> None:
+    record = {"request": request, "identity": identity}
+    atomic_write(_request_path(request, root), (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
+
+
+def forget_identity(request: dict, root: str | os.PathLike | None = None) -> None:
+    _request_path(request, root).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed into place (parents created).
+
+    A reader sees the whole file or none, even when the writer is killed. No fsync: a killed
+    process cannot leave a partial file behind a rename, and checksums catch what a power loss
+    might. The file gets the umask's permissions (mkstemp's own are 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -155,4 +205,10 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)

@@ -66,6 +66,9 @@ class EmbeddingCalculator(Calculator):
         if atoms is not None and self.atoms is not None and not self.check_state(atoms) \
                 and all(name in self.results for name in properties):
             return
+        # A failed pass must not leave the previous structure's results behind: the base class
+        # has already taken the new atoms, so stale results would be served for them.
+        self.results = {}
         super().calculate(atoms, properties, system_changes)
         if "stress" in properties and not self.atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a fully periodic structure")

@@ -8,8 +8,8 @@ import time
 
 
 def _featurize(args: argparse.Namespace) -> int:
-    from .errors import HackNIPError
-    from .featurize import Engine, FeatureWriter
+    from .featurize import Engine
+    from .featureset import FeatureWriter
     from .readers import read_structures
 
     start = time.perf_counter()
@@ -18,28 +18,32 @@ def _featurize(args: argparse.Namespace) -> int:
         options["model"] = args.model
     if args.weights:
         options["weights"] = args.weights
-    try:
-        source = read_structures(args.input, format=args.format)
-        engine = Engine(args.backbone, batch_size=args.batch_size, device=args.device,
-                        cache_dir=False if args.no_cache else args.cache_dir, on_error=args.on_error, **options)
-        with FeatureWriter(args.out, engine.shape) as writer:
-            for ids, embeddings in engine.run(source, progress=not args.quiet):
-                writer.write(ids, embeddings)
-            writer.metadata = engine.metadata(source)
-    except (HackNIPError, OSError) as exc:
-        print(f"hacknip featurize: error: {exc}", file=sys.stderr)
-        return 2
+    source = read_structures(args.input, format=args.format)
+    engine = Engine(args.backbone, batch_size=args.batch_size, device=args.device,
+                    cache_dir=False if args.no_cache else args.cache_dir, on_error=args.on_error, **options)
+    with FeatureWriter(args.out, engine.shape) as writer:
+        for ids, embeddings in engine.run(source, progress=not args.quiet):
+            writer.write(ids, embeddings)
+        writer.metadata = engine.metadata(source)
     if not args.quiet:
         # reused: cache hits and repeats of a structure within the run (computed once)
         print(f"wrote {len(writer.ids)} x {engine.shape[0]} depths x {engine.shape[1]} to {writer.path} "
               f"({engine.computed} computed, {len(writer.ids) - engine.computed} reused, "
-              f"{len(engine.skipped)} skipped) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+              f"{len(engine.skipped)} skipped{'' if engine.loaded else '; model not loaded'}) "
+              f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (exit code 2, as argparse's own)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hacknip", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="hacknip", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     feat = commands.add_parser(
         "featurize", help="all-depth embeddings of a dataset to a portable .npz (cached, resumable)",
         description="Mean-pooled embeddings after every depth for every structure in INPUT, written to "
@@ -64,9 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(prog: str, func, args) -> int:
+    """Run a command: bad input (a HackNIPError) or an unreadable file is one line on stderr and exit 2."""
+    from .errors import HackNIPError
+
+    try:
+        return func(args)
+    except (HackNIPError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (finished work is cached; run again to resume)", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return run_command(f"hacknip {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,40 @@ class StructureParseError(InvalidStructureError):
     """A CIF, SMILES or other structure text could not be parsed."""
 
 
+class StructureTypeError(InvalidStructureError, TypeError):
+    """An input is not a structure (ase Atoms, pymatgen Structure/Molecule)."""
+
+
+class InputNotFoundError(HackNIPError, FileNotFoundError):
+    """An input file or folder does not exist."""
+
+
+class UnknownFormatError(HackNIPError):
+    """The format of an input file cannot be told from its name, or is not supported."""
+
+
+class FeatureFileError(HackNIPError):
+    """A file is not a hacknip-ase features file."""
+
+
+class InvalidOptionError(HackNIPError):
+    """An option has a value outside its valid range or set."""
+
+
+class UnknownOptionError(InvalidOptionError, TypeError):
+    """A keyword option is not one the receiving backbone or function takes."""
+
+
+class DeviceError(InvalidOptionError):
+    """The torch device does not exist on this machine or cannot be parsed."""
+
+
 class UnknownBackboneError(HackNIPError):
     """The backbone name is not in the registry."""
+
+
+class UnknownModelError(HackNIPError):
+    """The model variant is not one the backbone knows."""
 
 
 class WeightsError(HackNIPError):
@@ -57,6 +89,14 @@ class DownloadError(WeightsError):
     """A download failed (typically: no network)."""
 
 
+class NoResultsError(HackNIPError):
+    """Atoms have no calculated results to store."""
+
+
+class UnknownTaskError(HackNIPError):
+    """The benchmark task name is not in the registry."""
+
+
 class DataNotFoundError(HackNIPError):
     """A benchmark data file is missing."""
 
@@ -67,6 +107,10 @@ class PredictorMismatchError(HackNIPError):
 
 class DataFormatError(HackNIPError):
     """A benchmark data file has an unexpected layout or content, or fails its checksum."""
+
+
+class PredictorFileError(PredictorMismatchError):
+    """A file is not a readable hacknip-ase predictor (damaged, truncated or of another format)."""
 
 
 class UntrustedPredictorError(HackNIPError):

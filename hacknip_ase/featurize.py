@@ -5,140 +5,43 @@ batch collation); its (n_depths, dim) embedding is stored in a content-keyed cac
 (:mod:`hacknip_ase.cache`), so a re-run, or a run that was killed halfway, only computes what is
 missing. Inputs and outputs are streamed: memory grows with the batch, not with the dataset.
 
-Portable file format (``.npz``, written by :meth:`FeatureSet.save` and ``hacknip featurize``)
---------------------------------------------------------------------------------------------
-An uncompressed numpy ``.npz`` archive, readable with ``np.load(path, allow_pickle=False)``:
-
-``embeddings``
-    float32, shape (n, n_depths, dim): mean-pooled per-atom features after each depth
-    (depth 0 = the backbone's embedding layer, depth k = after message-passing layer k).
-``ids``
-    unicode strings, shape (n,): structure ids in input order (file names, Matbench ids, ...).
-``metadata``
-    a 0-d unicode array holding one JSON object:
-    ``format`` ("hacknip-features"), ``format_version`` (1), ``backbone`` (name, model,
-    weights_sha256, n_depths, dim, cutoff, elements, features), ``options`` (expand_supercell,
-    batch_size, device, on_error), ``versions`` (python, hacknip-ase, numpy, torch, ase,
-    pymatgen and the NIP package), ``cache_identity`` (sha256 of the cache identity, null if
-    no cache), ``source`` (what was read), ``skipped`` (list of {id, error} when
-    ``on_error="skip"``) and ``created`` (UTC ISO time).
+The portable output file is described in :mod:`hacknip_ase.featureset`. A run whose structures
+are all cached never loads the model: the backbone's identity is recorded in the cache the first
+time it is built (:func:`hacknip_ase.cache.known_identity`), and CIF files whose content is
+already known are not parsed again.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-import shutil
-import tempfile
+import re
 import time
-import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .backbones import DEFAULT_BACKBONE, Backbone, get_backbone
-from .cache import FeatureCache
-from .errors import InvalidStructureError
-from .readers import StructureSource, read_structures
+from .backbones import DEFAULT_BACKBONE, get_backbone
+from .cache import FeatureCache, forget_identity, known_identity, remember_identity
+from .errors import HackNIPError, InvalidOptionError, InvalidStructureError, StructureParseError, StructureTypeError
+from .featureset import FORMAT, FORMAT_VERSION, FeatureSet, FeatureWriter
 from .provenance import package_versions
+from .readers import StructureFile, StructureSource, read_structures
 from .structures import as_atoms
+from .weights import sha256_file
 
-FORMAT = "hacknip-features"
-FORMAT_VERSION = 1
 DEFAULT_BATCH_SIZE = 32
-#: The NIP's own package, for the versions record.
+#: The NIP's own package, for the versions record and the backbone identity request.
 _NIP_PACKAGES = {"chgnet": "chgnet", "sevennet": "sevenn", "orb": "orb-models", "mace": "mace-torch"}
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+__all__ = ["DEFAULT_BATCH_SIZE", "Engine", "FeatureSet", "FeatureWriter", "cache_identity", "featurize",
+           "featurize_to_file", "versions"]
 
 
-@dataclass
-class FeatureSet:
-    """Embeddings of a dataset with their ids and the identity of what produced them."""
-
-    ids: list[str]
-    embeddings: np.ndarray  #: (n, n_depths, dim) float32
-    metadata: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def backbone(self) -> dict:
-        return self.metadata.get("backbone", {})
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the portable ``.npz`` format (atomically)."""
-        with FeatureWriter(path, self.embeddings.shape[1:]) as writer:
-            writer.write(self.ids, self.embeddings)
-            writer.metadata = self.metadata
-        return writer.path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> FeatureSet:
-        with np.load(path, allow_pickle=False) as archive:
-            metadata = json.loads(str(archive["metadata"][()]))
-            if metadata.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a {FORMAT} file")
-            return cls(ids=archive["ids"].tolist(), embeddings=archive["embeddings"], metadata=metadata)
-
-
-class FeatureWriter:
-    """Streams embeddings to the portable format: batches go to a spill file, then one archive.
-
-    The archive is assembled in a temporary file and renamed into place on success, so an
-    interrupted run never leaves a half-written output.
-    """
-
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, int]) -> None:
-        self.path = Path(path)
-        if self.path.suffix != ".npz":
-            self.path = self.path.with_name(self.path.name + ".npz")  # np.savez's convention
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.shape = tuple(int(s) for s in shape)
-        self.ids: list[str] = []
-        self.metadata: dict = {}
-        self._spill = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".spill", delete=False)
-
-    def write(self, ids: list[str], embeddings: np.ndarray) -> None:
-        embeddings = np.ascontiguousarray(embeddings, dtype="<f4")
-        if embeddings.shape[1:] != self.shape or len(ids) != len(embeddings):
-            raise ValueError(f"expected {len(ids)} embeddings of shape {self.shape}, got {embeddings.shape}")
-        self._spill.write(embeddings.tobytes())
-        self.ids.extend(ids)
-
-    def __enter__(self) -> FeatureWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._spill.close()
-        try:
-            if exc_type is None:
-                self._assemble()
-        finally:
-            Path(self._spill.name).unlink(missing_ok=True)
-
-    def _assemble(self) -> None:
-        header = {"descr": "<f4", "fortran_order": False, "shape": (len(self.ids), *self.shape)}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        os.close(fd)
-        try:
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                with archive.open("embeddings.npy", "w", force_zip64=True) as member, open(self._spill.name, "rb") as spill:
-                    np.lib.format.write_array_header_1_0(member, header)
-                    shutil.copyfileobj(spill, member, 1 << 22)
-                with archive.open("ids.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.array(self.ids, dtype=str).reshape(-1), allow_pickle=False)
-                with archive.open("metadata.npy", "w") as member:
-                    np.lib.format.write_array(member, np.array(json.dumps(self.metadata)), allow_pickle=False)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def cache_identity(backbone: Backbone) -> dict:
+def cache_identity(backbone) -> dict:
     """Everything that changes a backbone's embeddings, for the cache key."""
     from . import __version__
 
@@ -158,7 +61,7 @@ def versions(backbone_name: str | None = None) -> dict:
 
 def featurize(
     structures,
-    backbone: str | Backbone = DEFAULT_BACKBONE,
+    backbone=DEFAULT_BACKBONE,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = "cpu",
@@ -214,7 +117,7 @@ def featurize(
     return FeatureSet(ids=out_ids, embeddings=embeddings, metadata=engine.metadata(source))
 
 
-def featurize_to_file(structures, out, backbone: str | Backbone = DEFAULT_BACKBONE, *,
+def featurize_to_file(structures, out, backbone=DEFAULT_BACKBONE, *,
                       batch_size: int = DEFAULT_BATCH_SIZE, device: str = "cpu",
                       cache_dir=None, progress: bool = True, ids=None, format: str | None = None,
                       on_error: str = "raise", **backbone_options) -> Path:
@@ -229,27 +132,71 @@ def featurize_to_file(structures, out, backbone: str | Backbone = DEFAULT_BACKBO
     return writer.path
 
 
-class Engine:
-    """A backbone plus its cache; :meth:`run` streams ``(ids, embeddings)`` chunks in input order."""
+@dataclass
+class _Item:
+    """One structure in the look-ahead window."""
 
-    def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, *, batch_size: int = DEFAULT_BATCH_SIZE,
+    sid: str
+    atoms: object  #: ase Atoms (None when its embedding came from the cache without a parse)
+    key: str | None  #: cache key (None without a cache)
+    embedding: np.ndarray | None = None
+
+
+class Engine:
+    """A backbone plus its cache; :meth:`run` streams ``(ids, embeddings)`` chunks in input order.
+
+    Given a registry name, the backbone is built only when a structure misses the cache (its
+    identity is recorded in the cache the first time); given a built backbone, it is used as is.
+    """
+
+    def __init__(self, backbone=DEFAULT_BACKBONE, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  device: str = "cpu", cache_dir=None, on_error: str = "raise", **backbone_options) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidOptionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if isinstance(backbone, Backbone):
-            self.backbone = get_backbone(backbone, **backbone_options)
-        else:
-            self.backbone = get_backbone(backbone, device=device, **backbone_options)
-        info = self.backbone.info
-        self.shape = (info.n_depths, info.dim)
+            raise InvalidOptionError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.batch_size = batch_size
         self.on_error = on_error
-        self.cache = None if cache_dir is False else FeatureCache(cache_identity(self.backbone), self.shape, cache_dir)
+        self.device = str(device)
+        self._backbone = None
+        self._request = None
+        if isinstance(backbone, str):
+            self._build = lambda: get_backbone(backbone, device=device, **backbone_options)
+            self._request = _identity_request(backbone, backbone_options, self.device)
+            identity = None if cache_dir is False or self._request is None else known_identity(self._request, cache_dir)
+            if identity is None:
+                identity = cache_identity(self.backbone)
+                if cache_dir is not False and self._request is not None:
+                    remember_identity(self._request, identity, cache_dir)
+        else:
+            self._backbone = get_backbone(backbone, **backbone_options)
+            self.device = str(self._backbone.device)
+            identity = cache_identity(self._backbone)
+        self.identity = identity
+        self.shape = (int(identity["n_depths"]), int(identity["dim"]))
+        self._cache_dir = cache_dir
+        self.cache = None if cache_dir is False else FeatureCache(identity, self.shape, cache_dir)
         self.skipped: list[dict] = []
         self.computed = 0
         self.elapsed = 0.0
+
+    @property
+    def backbone(self):
+        """The backbone, built on first use; it must have the identity the cache was keyed with."""
+        if self._backbone is None:
+            self._backbone = self._build()
+            built = cache_identity(self._backbone)
+            if getattr(self, "identity", built) != built:
+                forget_identity(self._request, self._cache_dir)
+                raise HackNIPError(
+                    f"the {built['name']} {built['model']} backbone built here differs from the identity recorded "
+                    f"in the feature cache (weights or package changed); the record was removed, run again")
+        return self._backbone
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been built (a fully cached run never builds it)."""
+        return self._backbone is not None
 
     def run(self, source: Iterable[tuple[str, object]], *, progress: bool = False) -> Iterator[tuple[list[str], np.ndarray]]:
         from tqdm.auto import tqdm
@@ -262,17 +209,18 @@ class Engine:
         # Cache hits do not need the model: look ahead up to a few batches so that every
         # forward pass gets a full batch of misses, while keeping the output in input order.
         window_limit = 4 * self.batch_size
-        window: list[list] = []  # [id, atoms, key, embedding or None]
+        window: list[_Item] = []
         misses = 0
-        info = self.backbone.info
-        with tqdm(total=total, unit="struct", desc=f"featurize {info.name} {info.model}", disable=not progress,
-                  dynamic_ncols=True, smoothing=0.1) as bar:
-            for sid, structure in source:
-                atoms = as_atoms(structure)
-                key = self.cache.key(atoms) if self.cache is not None else None
-                embedding = self.cache.get(key) if self.cache is not None else None
-                window.append([sid, atoms, key, embedding])
-                misses += embedding is None
+        entries = source.entries() if isinstance(source, StructureSource) else iter(source)
+        with tqdm(total=total, unit="struct", desc=f"featurize {self.identity['name']} {self.identity['model']}",
+                  disable=not progress, dynamic_ncols=True, smoothing=0.1) as bar:
+            for sid, structure in entries:
+                item = self._resolve(str(sid), structure)
+                if item is None:  # rejected and skipped
+                    bar.update(1)
+                    continue
+                window.append(item)
+                misses += item.embedding is None
                 if misses >= self.batch_size or len(window) >= window_limit:
                     yield self._flush(window, bar)
                     window, misses = [], 0
@@ -280,65 +228,106 @@ class Engine:
                 yield self._flush(window, bar)
         self.elapsed = time.perf_counter() - start
 
-    def _flush(self, window: list[list], bar) -> tuple[list[str], np.ndarray]:
+    def _resolve(self, sid: str, structure) -> _Item | None:
+        """The window item of one input: a cache hit, a structure to compute, or None (skipped)."""
+        digest = None
+        try:
+            if isinstance(structure, StructureParseError):
+                raise structure
+            if isinstance(structure, StructureFile):
+                if self.cache is not None:
+                    digest = structure.digest()
+                    key = self.cache.file_key(digest)
+                    embedding = self.cache.get(key) if key is not None else None
+                    if embedding is not None:
+                        return _Item(sid, None, key, embedding)
+                structure = structure.load()
+            atoms = as_atoms(structure)
+        except (StructureParseError, StructureTypeError) as exc:
+            return self._reject(sid, exc)
+        if self.cache is None:
+            return _Item(sid, atoms, None)
+        key = self.cache.key(atoms)
+        if digest is not None:
+            self.cache.remember_file(digest, key)
+        return _Item(sid, atoms, key, self.cache.get(key))
+
+    def _flush(self, window: list[_Item], bar) -> tuple[list[str], np.ndarray]:
         pending: dict = {}  # key (or position without cache) -> items; duplicates computed once
         for position, item in enumerate(window):
-            if item[3] is None:
-                pending.setdefault(item[2] if item[2] is not None else position, []).append(item)
+            if item.embedding is None:
+                pending.setdefault(item.key if item.key is not None else position, []).append(item)
         if pending:
             groups = list(pending.values())
             results = self._compute([group[0] for group in groups])
             for group, embedding in zip(groups, results, strict=True):
                 if embedding is not None and self.cache is not None:
-                    self.cache.put(group[0][2], embedding)
+                    self.cache.put(group[0].key, embedding)
                 for item in group:
-                    item[3] = embedding
-        done = [item for item in window if item[3] is not None]
+                    item.embedding = embedding
+        done = [item for item in window if item.embedding is not None]
         bar.update(len(window))
         if self.cache is not None:
             bar.set_postfix(cached=self.cache.hits, refresh=False)
-        embeddings = np.stack([item[3] for item in done]) if done else np.zeros((0, *self.shape), np.float32)
-        return [item[0] for item in done], embeddings
+        embeddings = np.stack([item.embedding for item in done]) if done else np.zeros((0, *self.shape), np.float32)
+        return [item.sid for item in done], embeddings
 
-    def _compute(self, items: list[list]) -> list[np.ndarray | None]:
+    def _compute(self, items: list[_Item]) -> list[np.ndarray | None]:
         """Embeddings of a batch in one forward pass; one by one only to find a bad structure."""
         try:
-            embeddings = list(self.backbone.forward([item[1] for item in items]).embeddings())
-        except InvalidStructureError:
+            embeddings = list(self.backbone.forward([item.atoms for item in items]).embeddings())
+        except InvalidStructureError as exc:
             if len(items) == 1:
-                return [self._reject(items[0])]
+                return [self._reject(items[0].sid, exc)]
             embeddings = []
             for item in items:
                 try:
-                    embeddings.append(self.backbone.forward([item[1]]).embeddings()[0])
-                except InvalidStructureError:
-                    embeddings.append(self._reject(item))
+                    embeddings.append(self.backbone.forward([item.atoms]).embeddings()[0])
+                except InvalidStructureError as one:
+                    embeddings.append(self._reject(item.sid, one))
         self.computed += sum(e is not None for e in embeddings)
         return embeddings
 
-    def _reject(self, item: list) -> None:
-        import sys
-
-        exc = sys.exc_info()[1]
+    def _reject(self, sid: str, exc: InvalidStructureError) -> None:
         if self.on_error == "raise":
-            raise type(exc)(f"structure {item[0]!r}: {exc}") from exc
-        self.skipped.append({"id": item[0], "error": f"{type(exc).__name__}: {exc}"})
+            raise type(exc)(f"structure {sid!r}: {exc}") from exc
+        self.skipped.append({"id": sid, "error": f"{type(exc).__name__}: {exc}"})
         return None
 
     def metadata(self, source=None) -> dict:
-        info = self.backbone.info
+        backbone = {k: v for k, v in self.identity.items() if k not in ("expand_supercell", "hacknip_ase")}
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "backbone": info.as_dict(),
-            "options": {"expand_supercell": bool(self.backbone.expand_supercell), "batch_size": self.batch_size,
-                        "device": str(self.backbone.device), "on_error": self.on_error},
-            "versions": versions(info.name),
+            "backbone": backbone,
+            "options": {"expand_supercell": bool(self.identity.get("expand_supercell")), "batch_size": self.batch_size,
+                        "device": self.device, "on_error": self.on_error},
+            "versions": versions(self.identity["name"]),
             "cache_identity": None if self.cache is None else self.cache.identity_sha256,
             "source": None if source is None else _describe(source),
             "skipped": list(self.skipped),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
+
+
+def _identity_request(name: str, options: dict, device: str) -> dict | None:
+    """What determines the identity of the backbone ``name`` builds (None: cannot tell without building)."""
+    from . import __version__
+
+    if name not in _NIP_PACKAGES or not _DEVICE.match(device):
+        return None  # let the build raise its typed error
+    request = {"name": name, "options": {}, "package": package_versions([_NIP_PACKAGES[name]]),
+               "hacknip_ase": __version__}
+    for key, value in sorted(options.items()):
+        if key == "weights" and value is not None:
+            path = Path(value)
+            if not path.is_file():
+                return None
+            value = {"sha256": sha256_file(path)}  # a user's file: identified by content, not name
+        elif not isinstance(value, str | int | float | bool | type(None)):
+            return None
+        request["options"][key] = value
+    return request
 
 
 def _as_source(structures, ids, format) -> Iterable[tuple[str, object]]:
@@ -351,8 +340,9 @@ def _as_source(structures, ids, format) -> Iterable[tuple[str, object]]:
     try:
         as_atoms(structures)
         structures = [structures]  # a single structure
-    except TypeError:
-        pass
+    except StructureTypeError:
+        if isinstance(structures, str | bytes) or not isinstance(structures, Iterable):
+            raise
     return _Pairs(structures, ids)
 
 
@@ -362,7 +352,7 @@ class _Pairs:
     def __init__(self, items, ids) -> None:
         self.items, self.ids = items, None if ids is None else list(ids)
         if self.ids is not None and hasattr(items, "__len__") and len(self.ids) != len(items):
-            raise ValueError(f"got {len(self.ids)} ids for {len(items)} structures")
+            raise InvalidOptionError(f"got {len(self.ids)} ids for {len(items)} structures")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -377,7 +367,8 @@ class _Pairs:
 
 class _Renamed(_Pairs):
     def __iter__(self):
-        for name, (_, item) in zip(self.ids, self.items, strict=True):
+        entries = self.items.entries() if isinstance(self.items, StructureSource) else self.items
+        for name, (_, item) in zip(self.ids, entries, strict=True):
             yield name, item
 
 

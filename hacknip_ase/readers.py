@@ -2,20 +2,27 @@
 
 Formats (``read_structures`` picks one from the path unless ``format`` is given):
 
-- ``cif``: a folder of ``*.cif`` files (sorted by name, not recursive); id = file name without
-  ``.cif``. A file that cannot be parsed raises :class:`~hacknip_ase.errors.StructureParseError`
-  naming it.
+- ``cif``: a folder of ``*.cif`` files (sorted by name, not recursive), or one ``.cif`` file;
+  id = file name without ``.cif``.
 - ``extxyz``: an extended-XYZ file (``.xyz``/``.extxyz``); id = the frame's ``id`` or ``name``
-  info key, else ``<file stem>-<frame index>``.
+  info key, else ``<file stem>-<frame index>``. Frames are parsed one at a time.
 - ``db``: an ase database (``.db``); id = the row's ``id``/``name`` key-value pair, else the row id.
 - ``matbench``: a Matbench ``.json``/``.json.gz`` file (pandas "split" orient, pymatgen structure
   dicts); id = ``mb-<task>-<row>`` as in Matbench's official splits (``mb-jdft2d-001``,
   ``mb-log-gvrh-00001``). The file's JSON is read once; structures are built one at a time.
+
+Iterating a source raises :class:`~hacknip_ase.errors.StructureParseError` (naming the file,
+frame or row) at the first entry that cannot be parsed. :meth:`StructureSource.entries` instead
+yields every entry, an unparsable one as its error, so that a caller can skip it and go on
+(``featurize(..., on_error="skip")``). CIF entries come as :class:`StructureFile` (parsed on
+demand), so a caller that already knows a file's content can skip the parse.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import json
 import os
 import warnings
@@ -24,9 +31,30 @@ from pathlib import Path
 
 from ase import Atoms
 
-from .errors import StructureParseError
+from .errors import InputNotFoundError, StructureParseError, UnknownFormatError
 
 FORMATS = ("cif", "extxyz", "db", "matbench")
+
+
+class StructureFile:
+    """A structure file read on demand: its content digest is known before it is parsed."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._bytes: bytes | None = None
+
+    def digest(self) -> str:
+        """sha256 of the file's bytes."""
+        if self._bytes is None:
+            self._bytes = self.path.read_bytes()
+        return hashlib.sha256(self._bytes).hexdigest()
+
+    def load(self) -> Atoms:
+        """The parsed structure, or :class:`StructureParseError` naming the file."""
+        return read_cif(self.path)
+
+    def __repr__(self) -> str:
+        return f"StructureFile({str(self.path)!r})"
 
 
 class StructureSource:
@@ -37,10 +65,17 @@ class StructureSource:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         if not self.path.exists():
-            raise FileNotFoundError(f"no such file or folder: {self.path}")
+            raise InputNotFoundError(f"no such file or folder: {self.path}")
+
+    def entries(self) -> Iterator[tuple[str, Atoms | StructureFile | StructureParseError]]:
+        """Every entry in order; one that cannot be parsed is yielded as its error."""
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[tuple[str, Atoms]]:
-        raise NotImplementedError
+        for sid, item in self.entries():
+            if isinstance(item, StructureParseError):
+                raise item
+            yield sid, item.load() if isinstance(item, StructureFile) else item
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -50,20 +85,23 @@ class StructureSource:
 
 
 class CIFFolder(StructureSource):
+    """A folder of CIF files, or a single CIF file."""
+
     format = "cif"
 
     def __init__(self, path) -> None:
         super().__init__(path)
-        if not self.path.is_dir():
-            raise NotADirectoryError(f"{self.path} is not a folder of CIF files")
-        self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() == ".cif" and p.is_file())
+        if self.path.is_dir():
+            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() == ".cif" and p.is_file())
+        else:
+            self.files = [self.path]
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __iter__(self):
+    def entries(self):
         for file in self.files:
-            yield file.stem, read_cif(file)
+            yield file.stem, StructureFile(file)
 
 
 def read_cif(path: str | os.PathLike) -> Atoms:
@@ -75,7 +113,8 @@ def read_cif(path: str | os.PathLike) -> Atoms:
             warnings.simplefilter("ignore")
             atoms = read(path, format="cif", index=0)
     except Exception as exc:  # ase raises many types (ValueError, KeyError, StopIteration, ...)
-        raise StructureParseError(f"cannot parse CIF file {path}: {type(exc).__name__}: {exc}") from exc
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else "not valid CIF syntax"
+        raise StructureParseError(f"cannot parse CIF file {path}: {reason}") from exc
     if len(atoms) == 0:
         raise StructureParseError(f"cannot parse CIF file {path}: no atoms found")
     return atoms
@@ -84,33 +123,41 @@ def read_cif(path: str | os.PathLike) -> Atoms:
 class ExtXYZFile(StructureSource):
     format = "extxyz"
 
-    def __len__(self) -> int:
-        # Count frames from the atom-count lines without parsing them (cheap, for the ETA).
-        frames = 0
+    def _frames(self) -> Iterator[tuple[int, str | StructureParseError]]:
+        """Each frame's text, split on the atom-count lines; a count that cannot be read ends the file."""
         with open(self.path) as handle:
+            index = 0
             while line := handle.readline():
                 if not line.strip():
                     continue
                 try:
                     n = int(line.split()[0])
-                except ValueError as exc:
-                    raise StructureParseError(f"{self.path}: expected an atom count, got {line.strip()[:40]!r}") from exc
-                for _ in range(n + 1):
-                    handle.readline()
-                frames += 1
-        return frames
+                except ValueError:
+                    yield index, StructureParseError(
+                        f"{self.path}: frame {index}: expected an atom count, got {line.strip()[:40]!r}; "
+                        "the rest of the file cannot be read")
+                    return
+                yield index, line + "".join(handle.readline() for _ in range(n + 1))
+                index += 1
 
-    def __iter__(self):
-        from ase.io import iread
+    def __len__(self) -> int:
+        return sum(1 for _ in self._frames())
 
-        try:
-            for index, atoms in enumerate(iread(self.path, index=":", format="extxyz")):
-                sid = atoms.info.get("id", atoms.info.get("name", f"{self.path.stem}-{index}"))
-                yield str(sid), atoms
-        except StructureParseError:
-            raise
-        except Exception as exc:
-            raise StructureParseError(f"cannot parse extxyz file {self.path}: {type(exc).__name__}: {exc}") from exc
+    def entries(self):
+        from ase.io import read
+
+        for index, text in self._frames():
+            fallback = f"{self.path.stem}-{index}"
+            if isinstance(text, StructureParseError):
+                yield fallback, text
+                return
+            try:
+                atoms = read(io.StringIO(text), format="extxyz")
+            except Exception as exc:  # ase raises many types for a damaged frame
+                yield fallback, StructureParseError(
+                    f"cannot parse frame {index} of extxyz file {self.path}: {type(exc).__name__}: {exc}")
+                continue
+            yield str(atoms.info.get("id", atoms.info.get("name", fallback))), atoms
 
 
 class AseDatabase(StructureSource):
@@ -121,7 +168,7 @@ class AseDatabase(StructureSource):
 
         return connect(self.path).count()
 
-    def __iter__(self):
+    def entries(self):
         from ase.db import connect
 
         for row in connect(self.path).select():
@@ -156,7 +203,7 @@ class MatbenchFile(StructureSource):
     def __len__(self) -> int:
         return len(self._load()["data"])
 
-    def __iter__(self):
+    def entries(self):
         from pymatgen.core import Structure
         from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -168,7 +215,8 @@ class MatbenchFile(StructureSource):
             try:
                 structure = Structure.from_dict(values[column])
             except Exception as exc:
-                raise StructureParseError(f"{self.path}: row {row} ({sid}) is not a pymatgen structure: {exc}") from exc
+                yield sid, StructureParseError(f"{self.path}: row {row} ({sid}) is not a pymatgen structure: {exc}")
+                continue
             yield sid, AseAtomsAdaptor.get_atoms(structure)
 
 
@@ -178,7 +226,7 @@ _BY_FORMAT = {"cif": CIFFolder, "extxyz": ExtXYZFile, "db": AseDatabase, "matben
 def detect_format(path: str | os.PathLike) -> str:
     path = Path(path)
     name = path.name.lower()
-    if path.is_dir():
+    if path.is_dir() or name.endswith(".cif"):
         return "cif"
     if name.endswith((".json", ".json.gz")):
         return "matbench"
@@ -186,14 +234,14 @@ def detect_format(path: str | os.PathLike) -> str:
         return "extxyz"
     if name.endswith(".db"):
         return "db"
-    if name.endswith(".cif"):
-        raise ValueError(f"{path} is a single CIF file; pass the folder that holds the CIF files")
-    raise ValueError(f"cannot tell the format of {path}; pass format= one of {', '.join(FORMATS)}")
+    raise UnknownFormatError(f"cannot tell the format of {path} from its name; pass format= one of {', '.join(FORMATS)}")
 
 
 def read_structures(path: str | os.PathLike, format: str | None = None) -> StructureSource:
-    """A lazy ``(id, Atoms)`` source for a CIF folder, extxyz file, ase.db or Matbench json(.gz)."""
+    """A lazy ``(id, Atoms)`` source for CIF files, an extxyz file, an ase.db or Matbench json(.gz)."""
+    if not Path(path).exists():
+        raise InputNotFoundError(f"no such file or folder: {path}")
     format = format or detect_format(path)
     if format not in _BY_FORMAT:
-        raise ValueError(f"unknown structure format {format!r}; valid: {', '.join(FORMATS)}")
+        raise UnknownFormatError(f"unknown structure format {format!r}; valid: {', '.join(FORMATS)}")
     return _BY_FORMAT[format](path)

@@ -14,6 +14,7 @@ from .errors import (
     NonFiniteStructureError,
     OverlappingAtomsError,
     SingularCellError,
+    StructureTypeError,
     UnsupportedElementError,
 )
 
@@ -34,7 +35,13 @@ def as_atoms(structure) -> Atoms:
         Molecule = Structure = None
     if Structure is not None and isinstance(structure, Structure | Molecule):
         return AseAtomsAdaptor.get_atoms(structure)
-    raise TypeError(f"expected ase.Atoms or a pymatgen Structure/Molecule, got {type(structure)!r}")
+    raise StructureTypeError(f"expected ase.Atoms or a pymatgen Structure/Molecule, got {type(structure).__name__} "
+                             f"{_preview(structure)}")
+
+
+def _preview(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate(

@@ -52,3 +52,60 @@ class ForwardCounter:
 
     def __exit__(self, *exc):
         del self.backbone._forward  # back to the class method
+
+
+def descriptor_backbone(n_depths: int = 8, dim: int = 256):
+    """A cheap deterministic stand-in for a NIP: per-atom cosine features of number and position.
+
+    Each atom's features depend on that structure alone, never on the batch it shares, so two
+    runs of the engine must agree bit for bit whatever their batches (a real NIP's float32
+    batched sums differ at 1e-6). For load and resume tests of the engine, cache and writer.
+    """
+    from hacknip_ase.backbones import Backbone, BackboneInfo, ForwardResult
+
+    class DescriptorBackbone(Backbone):
+        name = "descriptor"
+
+        def __init__(self):
+            super().__init__()
+            self.frequencies = np.linspace(0.1, 3.0, dim)
+            self.info = BackboneInfo(name=self.name, model="cosine", weights_sha256="0" * 64, n_depths=n_depths,
+                                     dim=dim, cutoff=5.0, elements=frozenset(range(1, 95)), features="test")
+
+        def _nodes(self, atoms):
+            signal = atoms.numbers + np.linalg.norm(atoms.get_scaled_positions(wrap=True), axis=1)
+            depth = np.arange(1, n_depths + 1)[None, :, None]
+            return np.cos(signal[:, None, None] * self.frequencies[None, None, :] * depth).astype(np.float32)
+
+        def _forward(self, atoms_list, *, forces):
+            return ForwardResult(node_features=[self._nodes(a) for a in atoms_list])
+
+        def _truncated_features(self, atoms, depth):
+            return self._nodes(atoms)[:, depth]
+
+    return DescriptorBackbone()
+
+
+def cache_entry_count(root) -> int:
+    from pathlib import Path
+
+    return sum(1 for _ in Path(root).glob("*/*/*.emb"))
+
+
+def kill_after_entries(child, cache_root, count: int, timeout: float = 180) -> None:
+    """SIGKILL ``child`` (a Popen with stderr piped) once ``cache_root`` holds ``count`` cache entries."""
+    import signal
+    import time
+
+    try:
+        deadline = time.monotonic() + timeout
+        while cache_entry_count(cache_root) < count:
+            if child.poll() is not None:
+                error = child.stderr.read()
+                raise AssertionError((error.decode() if isinstance(error, bytes) else error)[-3000:])
+            assert time.monotonic() < deadline, "the child wrote too few cache entries"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()

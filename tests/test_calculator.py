@@ -115,3 +115,30 @@ def test_corrupt_weights_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(errors.CorruptWeightsError, match="bad.pth.tar"):
         EmbeddingCalculator("chgnet", weights=bad)
+
+
+def test_failed_calculation_leaves_no_stale_results(calc, tmp_path):
+    silicon = bulk("Si")
+    silicon.calc = calc
+    si_energy = silicon.get_properties(["energy", "stress"])["energy"]
+    water = molecule("H2O")
+    water.calc = calc
+    with pytest.raises(PropertyNotImplementedError):
+        water.get_properties(["energy", "stress"])  # a molecule has no stress
+    assert calc.results == {}
+    energy = water.get_potential_energy()
+    assert energy != pytest.approx(si_energy)
+    assert energy == pytest.approx(EmbeddingCalculator("chgnet").get_potential_energy(molecule("H2O")), abs=1e-5)
+
+    silicon.get_potential_energy()
+    overlapping = molecule("CO")
+    overlapping.positions[1] = overlapping.positions[0] + [0.2, 0, 0]
+    overlapping.calc = calc
+    with pytest.raises(errors.OverlappingAtomsError):
+        overlapping.get_potential_energy()
+    assert calc.results == {}
+    db = connect(tmp_path / "rows.db")
+    with pytest.raises(errors.OverlappingAtomsError):
+        overlapping.get_potential_energy()
+    db.write(overlapping)  # what a script that ignores the error would store
+    assert db.get(1).get("energy") is None  # no energy of silicon on the CO row

@@ -1,11 +1,11 @@
 """The featurization engine: batched, cached, resumable (CHGNet with its shipped weights)."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from hacknip_ase import FeatureSet, errors, featurize
 from hacknip_ase.cache import FeatureCache
 from hacknip_ase.featurize import Engine, cache_identity
 
-from .featurize_support import ForwardCounter, chgnet, small_structures
+from .featurize_support import ForwardCounter, chgnet, kill_after_entries, small_structures
 
 TOL = 1e-6  # cached vs fresh, same batches
 #: float32 sums change at the 1e-6 level when a structure shares its batch with others.
@@ -174,16 +174,7 @@ def test_resume_after_sigkill(backbone, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CHILD), str(tmp_path)], cwd=REPO, env=env,
                              stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 180
-        while len(cache_entries(tmp_path)) < 2:
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the child wrote no cache entries"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
+    kill_after_entries(child, tmp_path, 2)
     assert child.returncode == -signal.SIGKILL
     finished = cache_entries(tmp_path)
     assert 2 <= len(finished) < 8  # killed halfway
@@ -197,3 +188,121 @@ def test_resume_after_sigkill(backbone, tmp_path):
     fresh = featurize(structures, backbone, batch_size=1, cache_dir=False, progress=False)
     np.testing.assert_allclose(resumed.embeddings, fresh.embeddings, atol=TOL, rtol=0)
     assert len(cache_entries(tmp_path)) == 8
+
+
+def test_skip_on_error_skips_files_that_do_not_parse(backbone, tmp_path):
+    from ase.io import write
+
+    from hacknip_ase.cli import main
+
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    structures = small_structures(3, seed=5)
+    for i, atoms in enumerate(structures):
+        write(folder / f"s{i}.cif", atoms)
+    (folder / "s1b.cif").write_text("garbage, not a CIF\n")
+    result = featurize(folder, backbone, cache_dir=tmp_path / "cache", on_error="skip", progress=False)
+    assert result.ids == ["s0", "s1", "s2"]
+    assert [s["id"] for s in result.metadata["skipped"]] == ["s1b"]
+    assert "StructureParseError" in result.metadata["skipped"][0]["error"]
+    with pytest.raises(errors.StructureParseError, match="s1b.cif"):
+        featurize(folder, backbone, cache_dir=tmp_path / "cache", progress=False)
+    out = tmp_path / "x.npz"
+    assert main(["featurize", str(folder), "-o", str(out), "--cache-dir", str(tmp_path / "cache"),
+                 "--on-error", "skip", "-q"]) == 0
+    assert FeatureSet.load(out).ids == ["s0", "s1", "s2"]
+
+
+CACHED_CHILD = """
+import sys
+from hacknip_ase.featurize import Engine
+from hacknip_ase.featureset import FeatureWriter
+from hacknip_ase.readers import read_structures
+import hacknip_ase.readers as readers
+
+parsed = []
+original = readers.read_cif
+readers.read_cif = lambda path: parsed.append(path) or original(path)
+engine = Engine("chgnet", cache_dir=sys.argv[2])
+source = read_structures(sys.argv[1])
+with FeatureWriter(sys.argv[3], engine.shape) as writer:
+    for ids, embeddings in engine.run(source):
+        writer.write(ids, embeddings)
+    writer.metadata = engine.metadata(source)
+print(engine.loaded, len(parsed), "torch" in sys.modules, engine.computed)
+"""
+
+
+def test_fully_cached_run_loads_no_model_and_parses_no_known_file(tmp_path):
+    from ase.io import write
+
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for i, atoms in enumerate(small_structures(4, seed=9)):
+        write(folder / f"s{i}.cif", atoms)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def child(out):
+        done = subprocess.run([sys.executable, "-c", CACHED_CHILD, str(folder), str(tmp_path / "cache"), str(out)],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    assert child(tmp_path / "cold.npz") == ["True", "4", "True", "4"]
+    assert child(tmp_path / "warm.npz") == ["False", "0", "False", "0"]  # no model, no parse, no torch
+    cold, warm = FeatureSet.load(tmp_path / "cold.npz"), FeatureSet.load(tmp_path / "warm.npz")
+    assert warm.ids == cold.ids
+    np.testing.assert_array_equal(warm.embeddings, cold.embeddings)
+    assert warm.metadata["backbone"] == cold.metadata["backbone"]
+    assert warm.metadata["cache_identity"] == cold.metadata["cache_identity"]
+    # an edited file is parsed again (its content is new), the others still are not
+    write(folder / "s2.cif", small_structures(1, seed=11)[0])
+    assert child(tmp_path / "edited.npz") == ["True", "1", "True", "1"]
+
+
+def test_stale_identity_record_is_refused_and_removed(tmp_path):
+    from hacknip_ase.cache import _request_path
+    from hacknip_ase.featurize import _identity_request
+
+    engine = Engine("chgnet", cache_dir=tmp_path)
+    request = _identity_request("chgnet", {}, "cpu")
+    record = _request_path(request, tmp_path)
+    data = json.loads(record.read_text())
+    data["identity"]["weights_sha256"] = "0" * 64  # as if the packaged weights changed
+    record.write_text(json.dumps(data))
+    stale = Engine("chgnet", cache_dir=tmp_path)
+    assert not stale.loaded
+    with pytest.raises(errors.HackNIPError, match="differs from the identity"):
+        stale.backbone
+    assert not record.exists()
+    assert Engine("chgnet", cache_dir=tmp_path).identity == engine.identity
+
+
+WRITER_CHILD = """
+import sys
+from hacknip_ase.featurize import featurize_to_file
+from tests.featurize_support import ForwardCounter, chgnet, small_structures
+
+backbone = chgnet()
+with ForwardCounter(backbone, delay=0.4):
+    featurize_to_file(small_structures(8, seed=3), sys.argv[1], backbone, batch_size=1, cache_dir=sys.argv[2],
+                      progress=False)
+"""
+
+
+def test_killed_featurize_leaves_no_spill_or_partial_output(tmp_path):
+    out = tmp_path / "out" / "features.npz"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", WRITER_CHILD, str(out), str(tmp_path / "cache")], cwd=REPO,
+                             env=env, stderr=subprocess.PIPE)
+    kill_after_entries(child, tmp_path / "cache", 2)
+    assert list(out.parent.iterdir()) == []  # the spill file had no name; no output yet
+
+
+def test_output_files_get_the_users_permissions(backbone, structures, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        featurize(structures[:2], backbone, cache_dir=False, out=tmp_path / "f.npz", progress=False)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.npz").stat().st_mode & 0o777 == 0o644

@@ -95,9 +95,41 @@ def test_format_detection(tmp_path):
     assert detect_format(tmp_path / "a.json.gz") == "matbench"
     assert detect_format(tmp_path / "a.xyz") == "extxyz"
     assert detect_format(tmp_path / "a.db") == "db"
-    with pytest.raises(ValueError, match="folder"):
-        detect_format(tmp_path / "one.cif")
-    with pytest.raises(ValueError, match="format"):
+    assert detect_format(tmp_path / "one.cif") == "cif"  # a single CIF file is a source of one
+    with pytest.raises(errors.UnknownFormatError, match="format"):
         detect_format(tmp_path / "a.pdb")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(errors.InputNotFoundError, match="missing.db"):
         read_structures(tmp_path / "missing.db")
+
+
+def test_entries_yield_parse_errors_in_place_and_iteration_raises(tmp_path):
+    from ase.build import bulk
+
+    for name in ("a", "c"):
+        write(tmp_path / f"{name}.cif", bulk("Si"))
+    (tmp_path / "b.cif").write_text("data_broken\n_cell_length_a oops\n")
+    source = read_structures(tmp_path)
+    entries = list(source.entries())
+    assert [sid for sid, _ in entries] == ["a", "b", "c"]
+    with pytest.raises(errors.StructureParseError, match="b.cif"):
+        entries[1][1].load()
+    with pytest.raises(errors.StructureParseError, match="b.cif"):
+        list(source)
+    single = read_structures(tmp_path / "a.cif")
+    assert len(single) == 1 and [sid for sid, _ in single] == ["a"]
+
+
+def test_extxyz_frames_parse_one_at_a_time(tmp_path):
+    from ase.build import bulk
+
+    path = tmp_path / "frames.extxyz"
+    frames = [bulk("Si"), bulk("Cu"), bulk("NaCl", "rocksalt", a=5.6)]
+    write(path, frames)
+    text = path.read_text().splitlines(keepends=True)
+    # break the second frame's first atom line (frame = count line, comment line, atoms)
+    text[2 + 2 + 0 + 2] = "Cu not-a-number 0 0\n"
+    path.write_text("".join(text))
+    entries = list(read_structures(path).entries())
+    assert len(entries) == 3 and len(read_structures(path)) == 3
+    assert isinstance(entries[1][1], errors.StructureParseError) and "frame 1" in str(entries[1][1])
+    assert entries[2][1].get_chemical_formula() == "ClNa"

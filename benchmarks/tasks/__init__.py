@@ -11,6 +11,8 @@ Typical use by the harness::
 
 from __future__ import annotations
 
+from hacknip_ase.errors import UnknownTaskError
+
 from . import diffusivity, electrolytes, matbench, moleculenet, superconductors, synthetic
 from .base import CLASSIFICATION, REGRESSION, Excluded, Split, Task, TaskData
 
@@ -29,7 +31,7 @@ def get_task(name: str) -> Task:
     for task in all_tasks():
         if task.name == name:
             return task
-    raise KeyError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    raise UnknownTaskError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
 
 
 __all__ = ["CLASSIFICATION", "REGRESSION", "TASKS", "Excluded", "Split", "Task", "TaskData", "all_tasks", "get_task"]

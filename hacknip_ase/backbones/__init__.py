@@ -1,11 +1,10 @@
-"""Backbone registry: public name -> adapter class, imported lazily (each NIP is heavy)."""
+"""Backbone registry: public name -> adapter class, imported lazily (each NIP, and torch, is heavy)."""
 
 from __future__ import annotations
 
 import importlib
 
-from ..errors import UnknownBackboneError
-from .base import Backbone, BackboneInfo, ForwardResult
+from ..errors import UnknownBackboneError, UnknownOptionError
 
 _REGISTRY = {
     "chgnet": "hacknip_ase.backbones.chgnet:CHGNetBackbone",
@@ -20,7 +19,10 @@ def available_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def backbone_class(name: str) -> type[Backbone]:
+def backbone_class(name: str) -> type:
+    if not isinstance(name, str):
+        raise UnknownBackboneError(f"a backbone is a registry name ({', '.join(available_backbones())}) or a "
+                                   f"built Backbone, not {type(name).__name__}")
     try:
         target = _REGISTRY[name]
     except KeyError:
@@ -31,13 +33,24 @@ def backbone_class(name: str) -> type[Backbone]:
     return getattr(importlib.import_module(module), cls)
 
 
-def get_backbone(name: str | Backbone = DEFAULT_BACKBONE, **options) -> Backbone:
+def get_backbone(name=DEFAULT_BACKBONE, **options):
     """Build a backbone by registry name (options go to the adapter), or pass one through."""
+    from .base import Backbone
+
     if isinstance(name, Backbone):
         if options:
-            raise TypeError("options cannot be applied to an already built backbone")
+            raise UnknownOptionError(f"options ({', '.join(sorted(options))}) cannot be applied to an already built "
+                                     "backbone; pass its name instead")
         return name
     return backbone_class(name)(**options)
+
+
+def __getattr__(name: str):
+    if name in ("Backbone", "BackboneInfo", "ForwardResult"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Backbone", "BackboneInfo", "ForwardResult", "available_backbones", "backbone_class",

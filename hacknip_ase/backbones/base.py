@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..errors import DeviceError, InvalidOptionError, UnknownOptionError
 from ..structures import MIN_DISTANCE, as_atoms, box_in_vacuum, supercell_repeats, validate
 
 
@@ -73,8 +74,12 @@ class Backbone(abc.ABC):
     info: BackboneInfo
 
     def __init__(self, *, device: str = "cpu", expand_supercell: bool = False,
-                 min_distance: float = MIN_DISTANCE) -> None:
-        self.device = torch.device(device)
+                 min_distance: float = MIN_DISTANCE, **unknown) -> None:
+        if unknown:
+            raise UnknownOptionError(
+                f"the {self.name} backbone takes no option(s) {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(_option_names(type(self)))}")
+        self.device = torch_device(device)
         self.expand_supercell = expand_supercell
         self.min_distance = min_distance
 
@@ -120,7 +125,7 @@ class Backbone(abc.ABC):
     def truncated_features(self, structure, depth: int) -> np.ndarray:
         """Reference protocol: per-atom features of the model cut after ``depth``."""
         if not 0 <= depth < self.info.n_depths:
-            raise ValueError(f"depth must be in [0, {self.info.n_depths - 1}], got {depth}")
+            raise InvalidOptionError(f"depth must be in [0, {self.info.n_depths - 1}], got {depth}")
         atoms, copies = self.prepare(structure)
         features = self._truncated_features(atoms, depth)
         return features[: len(atoms) // copies]
@@ -136,6 +141,37 @@ class Backbone(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.info.model!r}, device={str(self.device)!r})"
+
+
+def torch_device(spec) -> torch.device:
+    """``spec`` as a torch device that exists here, else :class:`DeviceError` naming why."""
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise DeviceError(f"cannot parse device {spec!r}: {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {spec!r} asked for, but torch finds no CUDA GPU on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {spec!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {spec!r} asked for, but MPS is not available")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {spec!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+def _option_names(cls) -> list[str]:
+    """Keyword options an adapter takes: its own and the base class's."""
+    import inspect
+
+    names = []
+    for klass in (cls, Backbone):
+        for parameter in inspect.signature(klass.__init__).parameters.values():
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY) \
+                    and parameter.name != "self" and parameter.name not in names:
+                names.append(parameter.name)
+    return names
 
 
 def _first_copy(result: ForwardResult, n_atoms: list[int], copies: list[int]) -> ForwardResult:

@@ -6,6 +6,8 @@ layer k (before the readout layer norm). All 64-dimensional, so 5 depths x 64.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 import numpy as np
@@ -14,7 +16,7 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from ..errors import CorruptWeightsError, InvalidStructureError
+from ..errors import CorruptWeightsError, InvalidStructureError, UnknownModelError
 from ..weights import resolve_weights, sha256_file
 from ._hooks import capture_outputs, run_until
 from .base import Backbone, BackboneInfo, ForwardResult
@@ -50,12 +52,13 @@ class CHGNetBackbone(Backbone):
 
         if weights is None:
             if model not in _PACKAGED:
-                raise ValueError(f"unknown CHGNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
+                raise UnknownModelError(f"unknown CHGNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
             weights = os.path.join(module_dir, "..", "pretrained", _PACKAGED[model])
         path = resolve_weights(model=f"CHGNet {model}", filename=os.path.basename(str(weights)), url=None, path=weights)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            self.model = CHGNet.from_dict(state["model"], mlp_out_bias=model == "0.2.0", version=model)
+            with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints a banner on every build
+                self.model = CHGNet.from_dict(state["model"], mlp_out_bias=model == "0.2.0", version=model)
         except Exception as exc:
             raise CorruptWeightsError(f"cannot load CHGNet weights from {path}: {exc}") from exc
         self.model.to(self.device).eval()

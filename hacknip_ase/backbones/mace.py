@@ -40,7 +40,7 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .._trusted import import_trusted
-from ..errors import CorruptWeightsError, HackNIPError, UntrustedCheckpointError
+from ..errors import CorruptWeightsError, HackNIPError, InvalidOptionError, UnknownModelError, UntrustedCheckpointError
 from ..weights import resolve_weights, sha256_file
 from ._hooks import capture_outputs, run_until
 from ._irreps import scalar_index, uniform_width
@@ -200,10 +200,10 @@ class MACEBackbone(Backbone):
                  dtype: str = "float32", head: str | None = None, device: str = "cpu", **options) -> None:
         super().__init__(device=device, **options)
         if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            raise InvalidOptionError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if weights is None:
             if model not in MACE_MP_URLS:
-                raise ValueError(f"unknown MACE-MP-0 model {model!r}; valid: {', '.join(MACE_MP_URLS)}")
+                raise UnknownModelError(f"unknown MACE-MP-0 model {model!r}; valid: {', '.join(MACE_MP_URLS)}")
             url = MACE_MP_URLS[model]
             path = resolve_weights(model=f"MACE-MP-0 {model}", filename=url.rsplit("/", 1)[-1], url=url)
         else:
@@ -220,10 +220,10 @@ class MACEBackbone(Backbone):
         if head is None:
             named_default = [h for h in heads if h.lower() == "default"]
             if len(heads) > 1 and not named_default:
-                raise ValueError(f"this MACE model has heads {heads}; pass head=...")
+                raise InvalidOptionError(f"this MACE model has heads {heads}; pass head=...")
             head = heads[0] if len(heads) == 1 else named_default[0]
         elif head not in heads:
-            raise ValueError(f"unknown head {head!r}; this model has {heads}")
+            raise InvalidOptionError(f"unknown head {head!r}; this model has {heads}")
         self.head, self.heads = head, heads
 
         self._depth_modules = [self.model.node_embedding, *self.model.products]

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..errors import CorruptWeightsError, HackNIPError, InvalidStructureError, UnknownBackboneError
+from ..errors import CorruptWeightsError, InvalidOptionError, InvalidStructureError, UnknownModelError
 from ..weights import resolve_weights, sha256_file
 from ._hooks import capture_outputs
 from .base import Backbone, BackboneInfo, ForwardResult
@@ -107,9 +107,9 @@ class ORBBackbone(Backbone):
         from orb_models.forcefield.pretrained import ORB_PRETRAINED_MODELS
 
         if model not in available_models():
-            raise UnknownBackboneError(f"unknown ORB model {model!r}; valid names: {', '.join(available_models())}")
+            raise UnknownModelError(f"unknown ORB model {model!r}; valid names: {', '.join(available_models())}")
         if features not in FEATURE_MODES:
-            raise HackNIPError(f"features must be one of {FEATURE_MODES}, got {features!r}")
+            raise InvalidOptionError(f"features must be one of {FEATURE_MODES}, got {features!r}")
         url = weights_url(model)
         path = resolve_weights(model=f"ORB {model}", filename=os.path.basename(url), url=url, path=weights)
         self.model = _load(ORB_PRETRAINED_MODELS[model], path, str(self.device), model)

@@ -21,7 +21,7 @@ import torch
 from ase import Atoms
 
 from .._trusted import import_trusted
-from ..errors import CorruptWeightsError, WeightsNotFoundError
+from ..errors import CorruptWeightsError, UnknownModelError
 from ..weights import resolve_weights, sha256_file
 from ._hooks import StopForward, capture_outputs, run_until
 from ._irreps import scalar_index, uniform_width
@@ -68,7 +68,7 @@ class SevenNetBackbone(Backbone):
         self._graph_data, self._to_graph = graph_data.AtomGraphData, dataload.unlabeled_atoms_to_graph
         if weights is None:
             if model not in _PACKAGED:
-                raise WeightsNotFoundError(f"unknown SevenNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
+                raise UnknownModelError(f"unknown SevenNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
             weights = getattr(const, _PACKAGED[model])
         else:
             model = os.path.basename(str(weights))

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import PredictorMismatchError, UntrustedPredictorError
+from ..cache import atomic_output
+from ..errors import PredictorFileError, PredictorMismatchError, UntrustedPredictorError
 from ..provenance import package_versions
 from . import transforms
 from .domain import DomainDistance
@@ -285,19 +284,11 @@ class Predictor:
         arrays.update({f"domain/{k}": v for k, v in domain_arrays.items()})
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        os.close(fd)
-        try:
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
-                bundle.writestr("predictor.json", json.dumps(meta, indent=1))
-                bundle.writestr("arrays.npz", buffer.getvalue())
-                for key, blob in blobs.items():
-                    bundle.writestr(f"blobs/{key}", blob)
-            os.replace(tmp, path)  # never leave a half-written predictor behind
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
+            bundle.writestr("predictor.json", json.dumps(meta, indent=1))
+            bundle.writestr("arrays.npz", buffer.getvalue())
+            for key, blob in blobs.items():
+                bundle.writestr(f"blobs/{key}", blob)
 
     def __repr__(self) -> str:
         return (f"Predictor({self.target_name!r} [{self.units}], {type(self.head).__name__} on "
@@ -305,19 +296,34 @@ class Predictor:
 
 
 def load_predictor(path, *, trust: bool = False) -> Predictor:
-    """Load a saved predictor. Pickled heads (custom estimators) need ``trust=True``."""
+    """Load a saved predictor. Pickled heads (custom estimators) need ``trust=True``.
+
+    A file that is not a whole predictor (damaged, truncated, of another format) raises
+    :class:`~hacknip_ase.errors.PredictorFileError` naming the file and what is wrong.
+    """
+    try:
+        return _load(path, trust)
+    except (PredictorMismatchError, UntrustedPredictorError):
+        raise
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, EOFError, zipfile.BadZipFile) as exc:
+        raise PredictorFileError(f"{path} is not a readable hacknip-ase predictor file: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+
+def _load(path, trust: bool) -> Predictor:
     try:
         bundle = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise PredictorMismatchError(f"{path} is not a hacknip-ase predictor file: {exc}") from exc
+        raise PredictorFileError(f"{path} is not a hacknip-ase predictor file: {exc}") from exc
     with bundle:
         try:
             meta = json.loads(bundle.read("predictor.json"))
         except (KeyError, ValueError) as exc:
-            raise PredictorMismatchError(f"{path} is not a hacknip-ase predictor file: {exc}") from exc
-        if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
-            raise PredictorMismatchError(f"{path}: unsupported predictor format {meta.get('format')!r} "
-                                         f"version {meta.get('format_version')}")
+            raise PredictorFileError(f"{path} is not a hacknip-ase predictor file: {exc}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            version = meta.get("format_version") if isinstance(meta, dict) else None
+            raise PredictorFileError(f"{path}: unsupported predictor format {found!r} version {version}")
         with np.load(io.BytesIO(bundle.read("arrays.npz")), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
         blobs = {name[len("blobs/"):]: bundle.read(name) for name in bundle.namelist() if name.startswith("blobs/")}
@@ -331,7 +337,7 @@ def load_predictor(path, *, trust: bool = False) -> Predictor:
     else:
         cls = SAFE_HEADS.get(spec["class"])
         if cls is None:
-            raise PredictorMismatchError(f"{path}: unknown head class {spec['class']!r}")
+            raise PredictorFileError(f"{path}: unknown head class {spec['class']!r}")
         head = cls.from_state(spec["params"], spec["state"],
                               {k[len("head/"):]: v for k, v in arrays.items() if k.startswith("head/")}, blobs)
     domain = DomainDistance.from_state(meta["domain"], {k[len("domain/"):]: v for k, v in arrays.items()

@@ -71,7 +71,7 @@ def test_info_describes_orb_v2(orb, weights):
 
 
 def test_unknown_model_and_feature_mode_are_typed_errors(weights):
-    with pytest.raises(errors.UnknownBackboneError, match="orb-v3-direct-20-omat"):
+    with pytest.raises(errors.UnknownModelError, match="orb-v3-direct-20-omat"):
         get_backbone("orb", model="orb-v4", weights=weights)
     with pytest.raises(errors.HackNIPError, match="features"):
         get_backbone("orb", weights=weights, features="edges")

@@ -59,7 +59,7 @@ def test_sevennet_refuses_checkpoint_that_needs_full_unpickling(tmp_path):
 
 @pytest.mark.parametrize("options, error", [
     ({"weights": "/nonexistent/sevennet.pth"}, errors.WeightsNotFoundError),
-    ({"model": "7net-99"}, errors.WeightsNotFoundError),
+    ({"model": "7net-99"}, errors.UnknownModelError),
 ])
 def test_sevennet_bad_weights_options(options, error):
     with pytest.raises(error):
