@@ -8,194 +8,39 @@ layers train. AdamW, learning rate 1e-5 for the backbone and 1e-3 for the head, 
 1e-4, up to 200 epochs with early stopping on a validation split carved from the training
 data; the best checkpoint is kept and restored.
 
-A *trainable view* (:func:`trainable_view`) is the per-backbone part: a deep copy of the
-backbone's network, which of its parameters train, and a differentiable
-``pooled_features(atoms_list) -> (n, dim)``. The last layer's output is captured by a forward
-hook that keeps the autograd graph; the NIP's own forward code runs unchanged and is cut
-right after that layer.
+The per-backbone part is the adapter's *trainable view* (``backbone.trainable_view(device)``,
+:mod:`hacknip_ase.backbones.trainable`): a deep copy of the network, which of its parameters
+train, and a differentiable pooled forward of the last layer. This module holds no per-NIP code.
+
+Cost: every epoch's wall and CPU time (``time.process_time``) is recorded. With ``checkpoint``,
+the full training state (network, head, optimizer, RNG, history, best snapshot) is written
+atomically after every epoch, and a ``fit`` that finds it resumes after the last finished epoch:
+a killed run loses at most the epoch in flight.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from ase import Atoms
 from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 
-from hacknip_ase.backbones import Backbone, get_backbone
-from hacknip_ase.backbones._hooks import StopForward
+from hacknip_ase.backbones import get_backbone
+from hacknip_ase.cache import atomic_output
 from hacknip_ase.errors import HackNIPError
 
 logger = logging.getLogger(__name__)
 
 #: Hidden width of the fine-tuning head (paper: dim -> 128 -> 128 -> 1).
 HEAD_HIDDEN = 128
-
-
-# -- trainable views -----------------------------------------------------------------------
-@dataclass
-class TrainableView:
-    """A trainable copy of a backbone's network and a differentiable pooled-feature function.
-
-    ``encode`` turns one prepared structure into the model's per-structure input (graphs are
-    built once and cached by :class:`FineTuner`); ``run`` takes a list of encoded structures
-    and returns the last layer's node features (n_atoms_total, dim) with their autograd graph.
-    """
-
-    backbone: Backbone
-    model: nn.Module  #: deep copy of ``backbone.model``: the network that trains
-    trainable_prefixes: tuple[str, ...]  #: parameter-name prefixes that train; all else is frozen
-    dim: int
-    encode: Callable[[Atoms], Any]
-    run: Callable[[list], torch.Tensor]
-    device: torch.device
-
-    def is_trainable(self, name: str) -> bool:
-        return any(name == p or name.startswith(p + ".") for p in self.trainable_prefixes)
-
-    def trainable_names(self) -> list[str]:
-        return [n for n, _ in self.model.named_parameters() if self.is_trainable(n)]
-
-    def frozen_names(self) -> list[str]:
-        """Parameters that never train: the first embedding / edge featurizer, the decoder."""
-        return [n for n, _ in self.model.named_parameters() if not self.is_trainable(n)]
-
-    def set_requires_grad(self) -> None:
-        for name, parameter in self.model.named_parameters():
-            parameter.requires_grad_(self.is_trainable(name))
-
-    def prepare_encode(self, structure) -> tuple[Any, int]:
-        """(encoded input, number of atoms) of one structure, through the adapter's checks."""
-        atoms, _ = self.backbone.prepare(structure)  # supercell copies do not change a mean
-        return self.encode(atoms), len(atoms)
-
-    def pooled(self, encoded: Sequence[tuple[Any, int]]) -> torch.Tensor:
-        """Mean-pooled last-layer node features (n, dim), float32, differentiable."""
-        nodes = self.run([graph for graph, _ in encoded]).float()
-        counts = torch.tensor([n for _, n in encoded], device=nodes.device)
-        owners = torch.repeat_interleave(torch.arange(len(encoded), device=nodes.device), counts)
-        sums = torch.zeros(len(encoded), nodes.shape[1], device=nodes.device).index_add(0, owners, nodes)
-        return sums / counts[:, None]
-
-    def pooled_features(self, atoms_list: Sequence) -> torch.Tensor:
-        return self.pooled([self.prepare_encode(a) for a in atoms_list])
-
-
-def _last_output(module: nn.Module, run: Callable[[], Any]) -> torch.Tensor:
-    """Output of ``module`` during ``run()``, graph kept; the pass stops right after it."""
-    captured: list[torch.Tensor] = []
-
-    def hook(_module, _inputs, output):
-        captured.append(output[0] if isinstance(output, tuple) else output)
-        raise StopForward  # the readout / forces after the last layer are not needed
-
-    handle = module.register_forward_hook(hook)
-    try:
-        run()
-    except StopForward:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise RuntimeError(f"{type(module).__name__} was never called in the forward pass")
-    return captured[0]
-
-
-def _chgnet_view(backbone, model: nn.Module, device: torch.device) -> TrainableView:
-    # Trains the atom/bond/angle message passing; frozen: composition model, atom embedding,
-    # bond/angle basis expansions and embeddings, bond weights (the edge featurizer), and the
-    # decoder (readout norm, MLP, magmom head), which the pooled path does not use anyway.
-    last = model.atom_conv_layers[-1]
-
-    def run(graphs):
-        return _last_output(last, lambda: model([g.to(device) for g in graphs], task="e"))
-
-    return TrainableView(backbone, model, ("atom_conv_layers", "bond_conv_layers", "angle_layers"),
-                         backbone.info.dim, lambda atoms: backbone.graphs([atoms])[0], run, device)
-
-
-def _sevennet_view(backbone, model: nn.Module, device: torch.device) -> TrainableView:
-    # Trains interaction blocks "<k>_*"; frozen: edge embedding (radial basis), one-hot ->
-    # feature embedding, and the decoder (reduce_* layers, energy rescale).
-    from torch_geometric.data import Batch
-
-    from hacknip_ase.backbones._irreps import scalar_index
-
-    blocks = [key for key in model._modules if key.split("_", 1)[0].isdigit()]
-    last = model._modules[[k for k in blocks if k.endswith("_equivariant_gate")][-1]].gate
-    scalars = scalar_index(last.irreps_out).to(device)
-    cutoff = backbone.info.cutoff
-
-    def encode(atoms):
-        # the adapter's own graph builder and data class, one structure at a time (cached)
-        return backbone._graph_data.from_numpy_dict(backbone._to_graph(atoms, cutoff))
-
-    def run(graphs):
-        data = Batch.from_data_list(graphs).to(device)
-        model.set_is_batch_data(True)
-        return _last_output(last, lambda: model(data))[:, scalars]
-
-    return TrainableView(backbone, model, tuple(blocks), backbone.info.dim, encode, run, device)
-
-
-def _orb_view(backbone, model: nn.Module, device: torch.device) -> TrainableView:
-    # Trains the GNN stack; frozen: atom embedding, encoder (node and edge MLPs), decoder, heads.
-    from orb_models.forcefield.base import batch_graphs
-
-    if backbone.features != "node":
-        raise HackNIPError("fine-tuning uses the raw node features; build the ORB backbone with features='node'")
-    last = model.model.gnn_stacks[-1]
-
-    def run(graphs):
-        batch = batch_graphs(graphs).to(device)
-        return _last_output(last, lambda: model.predict(batch))
-
-    return TrainableView(backbone, model, ("model.gnn_stacks",), backbone.info.dim, backbone._graph, run, device)
-
-
-def _mace_view(backbone, model: nn.Module, device: torch.device) -> TrainableView:
-    # Trains interactions + products; frozen: node embedding, radial embedding, the readouts
-    # (every layer's readout is decoder), atomic energies and scale/shift.
-    from hacknip_ase.backbones._irreps import scalar_index
-
-    last = model.products[-1]
-    scalars = scalar_index(last.linear.irreps_out).to(device)
-
-    def run(atoms_list):
-        # mace graphs are built per batch through the adapter (not cached: slower epochs)
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in backbone.batch(atoms_list).items()}
-        return _last_output(last, lambda: model(batch, compute_force=False, training=True))[:, scalars]
-
-    return TrainableView(backbone, model, ("interactions", "products"), backbone.info.dim,
-                         lambda atoms: atoms, run, device)
-
-
-#: backbone registry name -> builder of its trainable view
-VIEWS: dict[str, Callable[..., TrainableView]] = {
-    "chgnet": _chgnet_view, "sevennet": _sevennet_view, "orb": _orb_view, "mace": _mace_view,
-}
-
-
-def trainable_view(backbone: Backbone, device: str | torch.device = "cpu") -> TrainableView:
-    """A trainable deep copy of ``backbone.model``; the shared backbone is never modified."""
-    if backbone.name not in VIEWS:
-        raise HackNIPError(f"no fine-tuning view for backbone {backbone.name!r}; available: {', '.join(VIEWS)}")
-    device = torch.device(device)
-    model = copy.deepcopy(backbone.model).to(device)
-    view = VIEWS[backbone.name](backbone, model, device)
-    view.set_requires_grad()
-    # eval(): none of these pretrained NIPs use dropout or batch norm; eval keeps any
-    # mode-dependent behaviour identical to the frozen embeddings the comparison is against.
-    model.eval()
-    return view
 
 
 # -- head ------------------------------------------------------------------------------------
@@ -282,13 +127,17 @@ class FineTuner(RegressorMixin, BaseEstimator):
     callback : callable, optional
         Called as ``callback(tuner, record)`` after the initial evaluation and after every
         epoch (``record`` is the history entry); for snapshots and logging.
+    checkpoint : path, optional
+        File for the per-epoch training state; an existing one (of the same data, seed and
+        hyper-parameters) is resumed. Loaded with ``weights_only=True``.
 
     Attributes
     ----------
     history_ : list of dict
         Per epoch: ``epoch`` (0 = before training), ``train_loss``, ``val_loss`` (MSE of
-        standardized targets), ``val_mae`` (target units), ``seconds`` (wall time of the
-        epoch; for epoch 0 the setup: backbone copy, graph building, first evaluation).
+        standardized targets), ``val_mae`` (target units), ``seconds`` and ``cpu_seconds``
+        (wall and CPU time of the epoch; for epoch 0 the setup: backbone copy, graph building,
+        first evaluation).
     best_epoch_, best_val_loss_, n_epochs_, stopped_early_, fit_time_ : the early-stopping
         outcome and the wall time of ``fit`` in seconds (graph building included).
     """
@@ -297,7 +146,7 @@ class FineTuner(RegressorMixin, BaseEstimator):
                  weight_decay: float = 1e-4, max_epochs: int = 200, patience: int = 20,
                  batch_size: int = 32, val_fraction: float = 0.1, seed: int = 0,
                  device: str | None = None, backbone_options: dict | None = None,
-                 callback: Callable | None = None) -> None:
+                 callback: Callable | None = None, checkpoint: str | os.PathLike | None = None) -> None:
         self.backbone = backbone
         self.lr_backbone = lr_backbone
         self.lr_head = lr_head
@@ -310,11 +159,12 @@ class FineTuner(RegressorMixin, BaseEstimator):
         self.device = device
         self.backbone_options = backbone_options
         self.callback = callback
+        self.checkpoint = checkpoint
 
     # -- fit -------------------------------------------------------------------------------
     def fit(self, X: Sequence, y, X_val: Sequence | None = None, y_val=None) -> FineTuner:
         """Train on ``X, y``; validation is ``X_val, y_val`` or a split of ``X`` (never test data)."""
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} structures but y has {len(y)} targets")
@@ -335,7 +185,9 @@ class FineTuner(RegressorMixin, BaseEstimator):
         self.device_ = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         options = self.backbone_options or {}
         self.backbone_ = get_backbone(self.backbone, **options)
-        self.view_ = trainable_view(self.backbone_, self.device_)
+        if not hasattr(self.backbone_, "trainable_view"):
+            raise HackNIPError(f"the {self.backbone_.name} adapter has no trainable view")
+        self.view_ = self.backbone_.trainable_view(self.device_)
         self.model_ = self.view_.model
         with torch.random.fork_rng(devices=[]):  # seeded head init without touching global RNG
             torch.manual_seed(self.seed)
@@ -357,24 +209,35 @@ class FineTuner(RegressorMixin, BaseEstimator):
             weight_decay=self.weight_decay)
 
         self.history_ = []
-        self._record(0, float("nan"), val, t_val, time.perf_counter() - start)
-        best = self._snapshot()
-        self.best_epoch_, self.best_val_loss_ = 0, self.history_[0]["val_loss"]
-        self.stopped_early_ = False
-        for epoch in range(1, self.max_epochs + 1):
-            epoch_start = time.perf_counter()
+        self.resumed_from_ = None
+        fingerprint = self._fingerprint(y_train, y_val)
+        state = self._load_checkpoint(fingerprint)
+        if state is None:
+            self._record(0, float("nan"), val, t_val, time.perf_counter() - start, time.process_time() - cpu_start)
+            best = self._snapshot()
+            self.best_epoch_, self.best_val_loss_ = 0, self.history_[0]["val_loss"]
+            self.stopped_early_ = False
+            self._save_checkpoint(fingerprint, optimizer, rng, best)
+        else:
+            best = self._restore(state, optimizer, rng)
+        for epoch in range(len(self.history_), self.max_epochs + 1):
+            if self.stopped_early_:
+                break
+            epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
             train_loss = self._train_epoch(train, t_train, optimizer, rng)
-            record = self._record(epoch, train_loss, val, t_val, time.perf_counter() - epoch_start)
+            record = self._record(epoch, train_loss, val, t_val, time.perf_counter() - epoch_start,
+                                  time.process_time() - epoch_cpu)
             if record["val_loss"] < self.best_val_loss_:
                 self.best_epoch_, self.best_val_loss_ = epoch, record["val_loss"]
                 best = self._snapshot()
             elif epoch - self.best_epoch_ >= self.patience:
                 self.stopped_early_ = True
-                break
+            self._save_checkpoint(fingerprint, optimizer, rng, best)
         self.n_epochs_ = len(self.history_) - 1
         self.model_.load_state_dict(best["backbone"])
         self.head_.load_state_dict(best["head"])
         self.fit_time_ = time.perf_counter() - start
+        self.fit_cpu_time_ = time.process_time() - cpu_start
         logger.info("fine-tuned %s: best epoch %d of %d, val loss %.4g, %.1f s", self.backbone_.name,
                     self.best_epoch_, self.n_epochs_, self.best_val_loss_, self.fit_time_)
         return self
@@ -400,12 +263,12 @@ class FineTuner(RegressorMixin, BaseEstimator):
             return torch.cat([self._forward(encoded[b: b + self.batch_size])
                               for b in range(0, len(encoded), self.batch_size)])
 
-    def _record(self, epoch, train_loss, val, t_val, seconds) -> dict:
+    def _record(self, epoch, train_loss, val, t_val, seconds, cpu_seconds) -> dict:
         prediction = self._predict_standardized(val)
         record = {"epoch": epoch, "train_loss": train_loss,
                   "val_loss": float(torch.mean((prediction - t_val) ** 2)),
                   "val_mae": float(torch.mean(torch.abs(prediction - t_val))) * self.y_std_,
-                  "seconds": seconds}
+                  "seconds": seconds, "cpu_seconds": cpu_seconds}
         self.history_.append(record)
         if self.callback is not None:
             self.callback(self, record)
@@ -414,6 +277,52 @@ class FineTuner(RegressorMixin, BaseEstimator):
     def _snapshot(self) -> dict:
         # deep copies: later optimizer steps must not reach the kept checkpoint
         return {"backbone": copy.deepcopy(self.model_.state_dict()), "head": copy.deepcopy(self.head_.state_dict())}
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _fingerprint(self, y_train, y_val) -> dict:
+        """What a checkpoint must match to be resumed: the data, seed and hyper-parameters."""
+        import hashlib
+
+        digest = hashlib.sha256(np.ascontiguousarray(y_train).tobytes() + np.ascontiguousarray(y_val).tobytes())
+        params = {k: v for k, v in self.get_params(deep=False).items()
+                  if k not in ("callback", "checkpoint", "device", "backbone")}
+        return {"targets_sha256": digest.hexdigest(), "params": repr(sorted(params.items())),
+                "backbone": repr(self.backbone_.info.as_dict())}
+
+    def _load_checkpoint(self, fingerprint: dict) -> dict | None:
+        if self.checkpoint is None or not Path(self.checkpoint).is_file():
+            return None
+        try:
+            state = torch.load(self.checkpoint, map_location=self.device_, weights_only=True)
+        except Exception as exc:  # a damaged file: start again rather than trust it
+            logger.warning("cannot read fine-tuning checkpoint %s (%s): starting again", self.checkpoint, exc)
+            return None
+        if state.get("fingerprint") != fingerprint:
+            logger.warning("fine-tuning checkpoint %s is of other data or settings: starting again", self.checkpoint)
+            return None
+        return state
+
+    def _save_checkpoint(self, fingerprint, optimizer, rng, best) -> None:
+        if self.checkpoint is None:
+            return
+        state = {"fingerprint": fingerprint, "model": self.model_.state_dict(), "head": self.head_.state_dict(),
+                 "optimizer": optimizer.state_dict(), "rng": _rng_state(rng), "history": self.history_,
+                 "best": best, "best_epoch": self.best_epoch_, "best_val_loss": self.best_val_loss_,
+                 "stopped_early": self.stopped_early_}
+        with atomic_output(self.checkpoint) as tmp:
+            torch.save(state, tmp)
+
+    def _restore(self, state, optimizer, rng) -> dict:
+        self.model_.load_state_dict(state["model"])
+        self.head_.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = _rng_from_state(state["rng"])
+        self.history_ = list(state["history"])
+        self.best_epoch_, self.best_val_loss_ = state["best_epoch"], state["best_val_loss"]
+        self.stopped_early_ = state["stopped_early"]
+        self.resumed_from_ = len(self.history_) - 1
+        logger.info("resumed fine-tuning from %s after epoch %d", self.checkpoint, self.resumed_from_)
+        return state["best"]
 
     # -- use -------------------------------------------------------------------------------
     def predict(self, X: Sequence) -> np.ndarray:
@@ -428,6 +337,19 @@ class FineTuner(RegressorMixin, BaseEstimator):
         return {"backbone": update_ratios(self.initial_state_["backbone"],
                                           _clone_state(self.model_, self.view_.trainable_names())),
                 "head": update_ratios(self.initial_state_["head"], _clone_state(self.head_))}
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    """numpy's PCG64 state with its 128-bit integers as strings (weights_only files hold no big ints)."""
+    state = copy.deepcopy(rng.bit_generator.state)
+    state["state"] = {k: str(v) for k, v in state["state"].items()}
+    return state
+
+
+def _rng_from_state(state: Mapping) -> dict:
+    state = copy.deepcopy(dict(state))
+    state["state"] = {k: int(v) for k, v in state["state"].items()}
+    return state
 
 
 def _clone_state(module: nn.Module, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
                  limit: int | None = None, seed: int = DEFAULT_SEED, data_dir=None,
                  results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, path: str | os.PathLike | None = None,
                  device: str = "cpu", resume: bool = True, progress: bool = True, command: str | None = None,
-                 data=None, nip=None) -> dict:
+                 jobs: int = 1, checkpoint_dir: str | os.PathLike | None = None, data=None, nip=None) -> dict:
     """Fine-tune ``backbone`` on the folds of ``task_name``; returns the result record.
 
     ``max_epochs``, ``patience``, ``batch_size`` default to the recipe's; any other value is
@@ -143,16 +144,22 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
     training fold; ``test_limit`` scores a fixed random subset of each test fold; ``limit``
     shrinks generated tasks. ``data`` / ``nip`` let a driver pass an already loaded task and built
     backbone. The record is ``complete`` only when every split of the task is done.
+
+    Every fold trains with one torch thread; ``jobs`` > 1 trains that many folds at once in
+    separate processes (one per core is fastest: two threads in one process are slower than two
+    processes of one thread). Each fold checkpoints every epoch under ``checkpoint_dir`` (default
+    ``$HACKNIP_CACHE_DIR/finetune``), so a killed run resumes at its last finished epoch.
     """
     from tqdm.auto import tqdm
 
     from hacknip_ase.backbones import get_backbone
+    from hacknip_ase.weights import cache_dir
 
     from ..tasks import CLASSIFICATION, get_task
-    from .finetune import FineTuner
     from .results import run_versions
     from .run import write_matbench_file
 
+    torch_threads(1)
     start = time.perf_counter()
     task = get_task(task_name)
     if task.task_type == CLASSIFICATION:
@@ -190,47 +197,28 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
         "limit": limit,
         "versions": run_versions(),
         "command": command,
+        "threads": {"torch_per_process": 1, "processes": int(jobs)},
     }
     if path is None:
         path = (result_path(results_dir, task.name, backbone, HEAD) if train_fraction is None
                 else efficiency_path(results_dir, task.name, HEAD, train_fraction, subset_seed))
     writer = ResultWriter(path, header, resume=resume)
     all_splits = list(task.splits(data))
-    splits = select_folds(all_splits, folds)
-    targets = np.asarray(data.targets, dtype=float)
-    last_depth = nip.info.n_depths - 1
+    todo = [s for s in select_folds(all_splits, folds) if s.name not in writer.done]
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else cache_dir() / "finetune"
+    job = FoldJob(task_name=task.name, backbone=backbone, device=device, seed=seed, params=params,
+                  train_fraction=train_fraction, subset_seed=subset_seed, test_limit=test_limit, limit=limit,
+                  data_dir=data_dir, checkpoint_stem=str(checkpoints / task.name / Path(path).stem), progress=progress)
     fold_seconds = 0.0
-    for split in tqdm(splits, desc=f"{task.name} {backbone} finetune", unit="fold", disable=not progress):
-        if split.name in writer.done:
-            continue
-        t_fold = time.perf_counter()
-        train = training_subset(split.train, train_fraction, subset_seed)
-        test = test_subset(split.test, test_limit)
-        bar = _EpochBar(params["max_epochs"], f"{split.name} (n_train={len(train)})", progress)
-        tuner = FineTuner(nip, device=device, seed=seed, callback=bar,
-                          **{k: params[k] for k in RECIPE_KEYS})
-        try:
-            tuner.fit([data.inputs[i] for i in train], targets[train])  # validation carved from train
-        finally:
-            bar.close()
-        t = time.perf_counter()
-        y_pred = tuner.predict([data.inputs[i] for i in test])
-        predict_seconds = time.perf_counter() - t
-        ratios = tuner.update_ratios()
-        epochs = [h["seconds"] for h in tuner.history_[1:]]
-        seconds = {"fit": tuner.fit_time_, "setup": tuner.history_[0]["seconds"],
-                   "epoch_mean": float(np.mean(epochs)) if epochs else 0.0, "predict": predict_seconds,
-                   "total": time.perf_counter() - t_fold}
-        fold_seconds += seconds["total"]
-        writer.add_fold(
-            split.name, metrics=task.score(targets[test], y_pred), ids=[data.ids[i] for i in test],
-            y_true=targets[test], y_pred=y_pred, seed=split.seed, n_train=len(train), n_valid=len(split.valid),
-            best_depths=[last_depth], seconds=seconds,
-            training={"n_epochs": tuner.n_epochs_, "best_epoch": tuner.best_epoch_,
-                      "stopped_early": tuner.stopped_early_, "best_val_loss": tuner.best_val_loss_,
-                      "history": [_finite(h) for h in tuner.history_]},
-            train_ids=[data.ids[i] for i in train] if train_fraction is not None else None,
-            update_ratios={k: _ratio_record(v) for k, v in ratios.items()})
+    bar = tqdm(total=len(todo), desc=f"{task.name} {backbone} finetune", unit="fold", disable=not progress)
+    for name, fold in _run_folds(job, todo, data, nip, jobs):
+        writer.add_fold(name, **fold)
+        fold_seconds += fold["seconds"]["total"]
+        Path(job.checkpoint(name)).unlink(missing_ok=True)  # the fold is in the result file now
+        bar.update(1)
+    bar.close()
+    order = {s.name: k for k, s in enumerate(all_splits)}
+    writer.record["folds"].sort(key=lambda f: order.get(f["name"], len(order)))
     timing["folds"] = fold_seconds
     timing["total"] = time.perf_counter() - start
     finished = writer.done >= {s.name for s in all_splits}
@@ -244,6 +232,108 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
     writer.record["timing"] = {**timing, "total": timing["total"] + writer.previous_seconds}
     writer.save()
     return writer.record
+
+
+def torch_threads(n: int) -> None:
+    """One torch (and BLAS) thread per process: on a few shared cores, more is slower."""
+    import torch
+
+    torch.set_num_threads(n)
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    os.environ.setdefault("MKL_NUM_THREADS", str(n))
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """What a process needs to fine-tune one fold on its own (picklable for worker processes)."""
+
+    task_name: str
+    backbone: str
+    device: str
+    seed: int
+    params: dict
+    train_fraction: float | None
+    subset_seed: int | None
+    test_limit: int | None
+    limit: int | None
+    data_dir: str | None
+    checkpoint_stem: str
+    progress: bool
+
+    def checkpoint(self, split_name: str) -> str:
+        return f"{self.checkpoint_stem}__{split_name}.pt"
+
+
+def _run_folds(job: FoldJob, splits, data, nip, jobs: int):
+    """Yield ``(split name, add_fold keywords)`` as folds finish: here, or in ``jobs`` processes."""
+    if jobs <= 1 or len(splits) <= 1:
+        for split in splits:
+            yield split.name, finetune_fold(job, data, nip, split)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # no forked torch state
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=torch_threads,
+                             initargs=(1,)) as pool:
+        futures = [pool.submit(_fold_in_worker, job, split.name) for split in splits]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _fold_in_worker(job: FoldJob, split_name: str) -> tuple[str, dict]:
+    from hacknip_ase.backbones import get_backbone
+
+    from ..tasks import get_task
+
+    task = get_task(job.task_name)
+    nip = get_backbone(job.backbone, device=job.device)
+    data = load_task(task, nip, data_dir=job.data_dir, limit=job.limit, progress=False)
+    split = next(s for s in task.splits(data) if s.name == split_name)
+    return split_name, finetune_fold(job, data, nip, split)
+
+
+def finetune_fold(job: FoldJob, data, nip, split) -> dict:
+    """Fine-tune on one split's training rows (validation carved from them), score its test rows."""
+    from ..tasks import get_task
+    from .finetune import FineTuner
+
+    task = get_task(job.task_name)
+    targets = np.asarray(data.targets, dtype=float)
+    t_fold, cpu_fold = time.perf_counter(), time.process_time()
+    train = training_subset(split.train, job.train_fraction, job.subset_seed)
+    test = test_subset(split.test, job.test_limit)
+    bar = _EpochBar(job.params["max_epochs"], f"{split.name} (n_train={len(train)})", job.progress)
+    tuner = FineTuner(nip, device=job.device, seed=job.seed, callback=bar, checkpoint=job.checkpoint(split.name),
+                      **{k: job.params[k] for k in RECIPE_KEYS})
+    try:
+        tuner.fit([data.inputs[i] for i in train], targets[train])  # validation carved from train
+    finally:
+        bar.close()
+    t, cpu = time.perf_counter(), time.process_time()
+    y_pred = tuner.predict([data.inputs[i] for i in test])
+    predict_seconds, predict_cpu = time.perf_counter() - t, time.process_time() - cpu
+    ratios = tuner.update_ratios()
+    epochs = tuner.history_[1:]
+    n_fit = len(train) - max(1, int(round(job.params["val_fraction"] * len(train))))
+    seconds = {"fit": tuner.fit_time_, "setup": tuner.history_[0]["seconds"],
+               "epoch_mean": float(np.mean([h["seconds"] for h in epochs])) if epochs else 0.0,
+               "predict": predict_seconds, "total": time.perf_counter() - t_fold,
+               "cpu_fit": tuner.fit_cpu_time_, "cpu_predict": predict_cpu,
+               "cpu_epoch_mean": float(np.mean([h["cpu_seconds"] for h in epochs])) if epochs else 0.0,
+               "cpu_total": time.process_time() - cpu_fold}
+    # CPU-ms per training structure per epoch (an epoch's time covers its training steps, not the validation pass)
+    seconds["cpu_ms_per_structure_epoch"] = 1000 * seconds["cpu_epoch_mean"] / max(1, n_fit)
+    return dict(
+        metrics=task.score(targets[test], y_pred), ids=[data.ids[i] for i in test],
+        y_true=targets[test], y_pred=y_pred, seed=split.seed, n_train=len(train), n_valid=len(split.valid),
+        best_depths=[nip.info.n_depths - 1], seconds=seconds,
+        training={"n_epochs": tuner.n_epochs_, "best_epoch": tuner.best_epoch_,
+                  "stopped_early": tuner.stopped_early_, "best_val_loss": tuner.best_val_loss_,
+                  "resumed_from_epoch": tuner.resumed_from_,
+                  "history": [_finite(h) for h in tuner.history_]},
+        train_ids=[data.ids[i] for i in train] if job.train_fraction is not None else None,
+        update_ratios={k: _ratio_record(v) for k, v in ratios.items()})
 
 
 def _finite(record: dict) -> dict:
@@ -278,6 +368,8 @@ def add_commands(commands) -> None:
     one.add_argument("--test-limit", type=int, default=None, help="score a fixed random subset of each test fold")
     one.add_argument("--limit", type=int, default=None, help="rows of generated tasks (smoke runs)")
     one.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    one.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each (one torch "
+                                                         "thread per process; at most one per core)")
     _common(one)
     one.set_defaults(run=_finetune_command)
 
@@ -339,12 +431,13 @@ def _finetune_command(args) -> int:
                           subset_seed=args.subset_seed if args.fraction is not None else None,
                           test_limit=args.test_limit, limit=args.limit, seed=args.seed, data_dir=args.data_dir,
                           results_dir=args.results_dir, device=args.device, resume=not args.no_resume,
-                          progress=not args.quiet, command=_command_line())
+                          progress=not args.quiet, command=_command_line(), jobs=args.jobs)
     print(format_row(record))
     for fold in record["folds"]:
-        t = fold["training"]
+        t, sec = fold["training"], fold["seconds"]
         print(f"{fold['name']}: n_train {fold['n_train']}, epochs {t['n_epochs']} (best {t['best_epoch']}), "
-              f"fit {fold['seconds']['fit']:.0f} s, predict {fold['seconds']['predict']:.0f} s")
+              f"fit {sec['fit']:.0f} s wall / {sec.get('cpu_fit', float('nan')):.0f} s CPU, "
+              f"{sec.get('cpu_ms_per_structure_epoch', float('nan')):.1f} CPU-ms per structure-epoch")
     if record["model"]["deviations"]:
         print(f"deviations from the recipe: {record['model']['deviations']}")
     return 0

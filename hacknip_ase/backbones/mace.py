@@ -282,3 +282,27 @@ class MACEBackbone(Backbone):
             features = run_until(self._depth_modules, depth,
                                  lambda: self.model(batch, compute_force=False, training=False))
         return self._features(features, depth)
+
+    # -- fine-tuning ---------------------------------------------------------------------
+    def trainable_view(self, device="cpu"):
+        """HackNIP's fine-tuning view: interactions and products train.
+
+        Frozen: the node embedding, the radial embedding, the readouts (every layer's readout
+        is decoder), the atomic energies and scale/shift. Graphs are built per batch through
+        the adapter (not cached: slower epochs).
+        """
+        from ._irreps import scalar_index
+        from .trainable import TrainableView, last_output, make_view
+
+        def build(model, device):
+            last = model.products[-1]
+            scalars = scalar_index(last.linear.irreps_out).to(device)
+
+            def run(atoms_list):
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.batch(atoms_list).items()}
+                return last_output(last, lambda: model(batch, compute_force=False, training=True))[:, scalars]
+
+            return TrainableView(self, model, ("interactions", "products"), self.info.dim, lambda atoms: atoms, run,
+                                 device)
+
+        return make_view(self, device, build)

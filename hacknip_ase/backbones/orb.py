@@ -208,6 +208,31 @@ class ORBBackbone(Backbone):
         features = out["pred"] if self.features == "decoder" else out["node_features"]
         return features.cpu().numpy().astype(np.float32)
 
+    # -- fine-tuning ---------------------------------------------------------------------
+    def trainable_view(self, device="cpu"):
+        """HackNIP's fine-tuning view: the GNN stack trains.
+
+        Frozen: the atom embedding, the encoder (node and edge MLPs), the decoder and heads.
+        """
+        from orb_models.forcefield.base import batch_graphs
+
+        from .trainable import TrainableView, last_output, make_view
+
+        if self.features != "node":
+            raise InvalidOptionError("fine-tuning uses the raw node features; build the ORB backbone with "
+                                     "features='node'")
+
+        def build(model, device):
+            last = model.model.gnn_stacks[-1]
+
+            def run(graphs):
+                batch = batch_graphs(graphs).to(device)
+                return last_output(last, lambda: model.predict(batch))
+
+            return TrainableView(self, model, ("model.gnn_stacks",), self.info.dim, self._graph, run, device)
+
+        return make_view(self, device, build)
+
 
 def _load(builder, path, device: str, name: str):
     """Build and fill a model with orb-models' registry builder, leaving global torch state as found."""

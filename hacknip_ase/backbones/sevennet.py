@@ -146,6 +146,43 @@ class SevenNetBackbone(Backbone):
             output = run_until(self._depth_modules, depth, lambda: self.model(data))
         return self._scalar_features(depth, output).cpu().numpy().astype(np.float32)
 
+    # -- fine-tuning ---------------------------------------------------------------------
+    def trainable_view(self, device="cpu", *, optimized: bool = True):
+        """HackNIP's fine-tuning view: the interaction blocks ``<k>_*`` train.
+
+        Frozen: the edge embedding (radial basis), the one-hot -> feature embedding and the
+        decoder (reduce_* layers, energy rescale). Graphs are built once per structure by the
+        adapter's own builder. ``optimized`` (default): the edge vectors and the strain are not
+        differentiated (sevenn marks them for its force and stress outputs, which no loss of
+        the pooled path reads); ``False`` keeps sevenn's own settings, the reference.
+        """
+        from torch_geometric.data import Batch
+
+        from ._irreps import scalar_index
+        from .trainable import TrainableView, last_output, make_view
+
+        def build(model, device):
+            if optimized:
+                model.key_grad = None
+                for module in model.modules():
+                    if hasattr(module, "is_stress"):
+                        module.is_stress = False
+            blocks = [key for key in model._modules if key.split("_", 1)[0].isdigit()]
+            last = model._modules[[k for k in blocks if k.endswith("_equivariant_gate")][-1]].gate
+            scalars = scalar_index(last.irreps_out).to(device)
+
+            def encode(atoms):
+                return self._graph_data.from_numpy_dict(self._to_graph(atoms, self.info.cutoff))
+
+            def run(graphs):
+                data = Batch.from_data_list(graphs).to(device)
+                model.set_is_batch_data(True)
+                return last_output(last, lambda: model(data))[:, scalars]
+
+            return TrainableView(self, model, tuple(blocks), self.info.dim, encode, run, device)
+
+        return make_view(self, device, build)
+
 
 def _stop(*_):
     raise StopForward

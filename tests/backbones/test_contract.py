@@ -127,3 +127,17 @@ def test_bad_input_raises_typed_error(built, case):
         from ase.data import chemical_symbols
 
         assert chemical_symbols[module.UNSUPPORTED_Z] in str(info.value) and backbone.name in str(info.value)
+
+
+def test_trainable_view_matches_the_frozen_last_depth_and_trains_only_its_layers(backbone):
+    """Every adapter's fine-tuning view: a deep copy whose pooled forward is the last depth's
+    embedding, with gradient reaching trainable parameters only (ORB/MACE: random weights)."""
+    structures = [rocksalt(), perturbed_alloy()]
+    view = backbone.trainable_view("cpu")
+    assert view.model is not backbone.model and view.trainable_names() and view.frozen_names()
+    pooled = view.pooled_features(structures)
+    np.testing.assert_allclose(pooled.detach().numpy(), backbone.embed(structures)[:, -1], atol=TOL, rtol=1e-5)
+    pooled.pow(2).sum().backward()
+    grads = {n for n, p in view.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert grads and grads <= set(view.trainable_names())
+    assert not any(p.requires_grad for p in backbone.model.parameters())  # the shared backbone stays frozen

@@ -10,7 +10,7 @@ import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from benchmarks.harness.finetune import FineTuneHead, FineTuner, trainable_view, update_ratios
+from benchmarks.harness.finetune import FineTuneHead, FineTuner, update_ratios
 from hacknip_ase.backbones import get_backbone
 
 SEED = 0
@@ -73,7 +73,7 @@ def test_update_ratios_per_neuron():
 def test_pooled_features_match_the_frozen_embedding(chgnet):
     """The differentiable path gives exactly the adapter's last-depth embedding."""
     X, _ = cu_ni_cells(3, seed=1)
-    view = trainable_view(chgnet)
+    view = chgnet.trainable_view()
     pooled = view.pooled_features(X)
     assert pooled.requires_grad
     np.testing.assert_allclose(pooled.detach().numpy(), chgnet.embed(X)[:, -1, :], rtol=1e-5, atol=1e-5)
@@ -130,3 +130,51 @@ def test_early_stopping_restores_best_checkpoint(chgnet):
     last = snapshots[tuner.n_epochs_]
     assert all(torch.equal(p.detach(), snapshots[tuner.best_epoch_][n]) for n, p in restored)
     assert not all(torch.equal(p.detach(), last[n]) for n, p in restored)
+
+
+def test_optimized_chgnet_view_equals_chgnet_forward_features_and_gradients(chgnet):
+    """Frozen inputs computed once and undifferentiated coordinates change nothing the loss sees."""
+    X, _ = cu_ni_cells(4, seed=3)
+    X.append(bulk("Si", "diamond", a=5.43))  # angles and several elements
+    results = []
+    for optimized in (False, True):
+        view = chgnet.trainable_view(optimized=optimized)
+        encoded = [view.prepare_encode(a) for a in X]
+        pooled = view.pooled(encoded)
+        (pooled ** 2).sum().backward()
+        grads = {n: p.grad.clone() for n, p in view.model.named_parameters() if p.grad is not None}
+        results.append((pooled.detach(), grads))
+    (reference, ref_grads), (fast, fast_grads) = results
+    torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-6)
+    assert sorted(fast_grads) == sorted(ref_grads) and ref_grads
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-5, atol=1e-7)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_finetune_resumes_at_its_last_epoch(chgnet, tmp_path):
+    """A run stopped during epoch 3 (as a kill would) resumes after epoch 2 and ends where an
+    uninterrupted run ends."""
+    X, y = cu_ni_cells(8, seed=4)
+    options = dict(max_epochs=5, patience=5, batch_size=4, val_fraction=0.25, lr_head=3e-3, seed=SEED, device="cpu")
+    whole = FineTuner(chgnet, **options).fit(X, y)
+
+    def stop_at_three(tuner, record):
+        if record["epoch"] == 3:
+            raise Interrupt
+
+    checkpoint = tmp_path / "fold.pt"
+    with pytest.raises(Interrupt):
+        FineTuner(chgnet, callback=stop_at_three, checkpoint=checkpoint, **options).fit(X, y)
+    resumed = FineTuner(chgnet, checkpoint=checkpoint, **options).fit(X, y)
+    assert resumed.resumed_from_ == 2 and whole.resumed_from_ is None
+    assert [h["epoch"] for h in resumed.history_] == list(range(6))
+    np.testing.assert_allclose([h["val_loss"] for h in resumed.history_], [h["val_loss"] for h in whole.history_],
+                               rtol=1e-5)
+    np.testing.assert_allclose(resumed.predict(X[:3]), whole.predict(X[:3]), rtol=1e-5)
+    assert all(h["cpu_seconds"] > 0 for h in resumed.history_)
+    other = FineTuner(chgnet, checkpoint=checkpoint, **{**options, "lr_head": 1e-3}).fit(X, y)
+    assert other.resumed_from_ is None  # a checkpoint of other settings is not resumed
