@@ -14,9 +14,9 @@ import sys
 import time
 
 from hacknip_ase.heads import HEADS
+from hacknip_ase.molecules import RECIPES
 
 from .data import DATA_ENV, resolve_data_dir
-from .tasks.molecules import RECIPES
 
 
 def _tasks(args) -> int:
