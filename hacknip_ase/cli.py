@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from .tabular import add_data_commands
+
 
 def _featurize(args: argparse.Namespace) -> int:
     from .errors import HackNIPError
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop at a structure the backbone rejects, or skip it (listed in the metadata)")
     feat.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     feat.set_defaults(func=_featurize)
+    add_data_commands(commands)  # hacknip fit, hacknip predict
     return parser
 
 
