@@ -293,7 +293,7 @@ class FitReport:
         metric = ", ".join(f"{k} {v:.4g}{units if k in ('MAE', 'RMSE') else ''}" for k, v in self.scores.items())
         lines.append(f"inner-CV estimate ({self.n_scored} rows): {metric}")
         lines.append("  = out-of-fold predictions of the chosen configuration from the selection's own inner "
-                     f"{how}: each row predicted by a {type(p.head).__name__} fitted without it. The depth was "
+                     f"{how}: each row predicted by a head ({type(p.head).__name__}) fitted without it. The depth was "
                      "picked on these same folds, so this is slightly optimistic; it is not a test-set score.")
         if sel.get("tuning"):
             lines.append(f"  (before tuning; the saved head uses the tuned parameters {sel['tuning']['best_params']})")

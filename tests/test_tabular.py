@@ -154,3 +154,19 @@ def test_structure_file_without_the_target_key(tmp_path):
     with pytest.raises(TableError, match="no structure of x.extxyz has the key 'gap'") as error:
         read_inputs(tmp_path / "x.extxyz", target="gap")
     assert isinstance(error.value, HackNIPError) and isinstance(error.value, ValueError)
+
+
+def test_classification_reports_roc_auc_and_probabilities(molecules_csv, tmp_path):
+    weights = [mol_weight(s) for s in SMILES]
+    labels = (np.array(weights) > np.median(weights)).astype(int)
+    pd.DataFrame({"smiles": SMILES, "heavy": labels}).to_csv(tmp_path / "c.csv", index=False)
+    report = fit_table(tmp_path / "c.csv", tmp_path / "c.hnp", target="heavy", smiles="smiles", head="ridge",
+                       task="classification", progress=False)
+    held = report.predictor.selection["held_out"]
+    from sklearn.metrics import roc_auc_score
+
+    assert report.scores["ROC-AUC"] == pytest.approx(roc_auc_score(labels[held["rows"]], held["y_pred"]))
+    assert report.scores["ROC-AUC"] > 0.8 and (tmp_path / "c.roc.png").is_file()
+    table = predict_table(tmp_path / "c.hnp", molecules_csv / "new.csv", tmp_path / "c_pred.csv", progress=False)
+    assert list(table.columns) == ["id", "smiles", "heavy", "heavy_probability", "domain_distance", "error"]
+    assert table["heavy"][0] == float(table["heavy_probability"][0] >= 0.5) and np.isnan(table["heavy"][1])
