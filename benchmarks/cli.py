@@ -15,7 +15,7 @@ import time
 from .data import DATA_ENV, resolve_data_dir
 
 # Choices spelled out so that ``--help`` imports neither the heads (scikit-learn, TensorFlow) nor
-# RDKit; tests/benchmarks/test_cli_startup.py checks they equal hacknip_ase.heads.HEADS and RECIPES.
+# RDKit; tests/test_startup.py checks they equal hacknip_ase.heads.HEADS and RECIPES.
 HEAD_CHOICES = ("ridge", "xgboost", "mlp", "modnet")
 RELAX_CHOICES = ("backbone", "etkdg", "forcefield")
 

@@ -1,10 +1,15 @@
-"""``hacknip`` command line: ``hacknip featurize`` (datasets). The main job is ``hacknip-bench quickstart``."""
+"""``hacknip`` command line: ``featurize`` (datasets to embeddings), ``fit`` and ``predict`` (your own data).
+
+The main job of the benchmarks is ``hacknip-bench quickstart``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+
+from .tabular import add_data_commands
 
 
 def _featurize(args: argparse.Namespace) -> int:
@@ -65,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop at a structure the backbone rejects, or skip it (listed in the metadata)")
     feat.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     feat.set_defaults(func=_featurize)
+    add_data_commands(commands)  # hacknip fit, hacknip predict
     return parser
 
 

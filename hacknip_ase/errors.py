@@ -115,3 +115,22 @@ class PredictorFileError(PredictorMismatchError):
 
 class UntrustedPredictorError(HackNIPError):
     """A saved predictor needs unpickling, which was not explicitly allowed (``trust=True``)."""
+
+
+# own data (tables, SMILES)
+class EmbeddingFailedError(InvalidStructureError):
+    """RDKit could not build 3D coordinates for a parsed molecule."""
+
+
+class MoleculeBuildError(InvalidStructureError):
+    """A SMILES could not be turned into a usable 3D molecule; ``stage`` says where it failed
+    ("parse", "embed" or "relax") and ``reason`` why."""
+
+    def __init__(self, smiles: str, stage: str, reason: str) -> None:
+        super().__init__(f"{smiles!r}: {stage} failed: {reason}")
+        self.smiles, self.stage, self.reason = smiles, stage, reason
+
+
+class TableError(HackNIPError):
+    """A table of training or prediction data is empty, lacks a named column, or holds values
+    that cannot be used (a non-numeric target, duplicate ids)."""

@@ -28,7 +28,7 @@ def test_package_import_is_lazy_but_complete():
 
 def test_bench_cli_choices_match_the_registries():
     from benchmarks.cli import HEAD_CHOICES, RELAX_CHOICES
-    from benchmarks.tasks.molecules import RECIPES
+    from hacknip_ase.molecules import RECIPES
     from hacknip_ase.heads import HEADS
 
     assert HEAD_CHOICES == tuple(HEADS)

@@ -6,7 +6,7 @@ across fractions for a seed) and are scored on the same test rows. Every run is 
 file, ``<results_dir>/<task>/efficiency/<approach>__f<fraction>__s<seed>.json`` (resumable):
 
 - ``frozen_<head>``: cached all-depth embeddings; the depth chosen by inner CV on the training
-  subset only (the harness's :func:`~.run.make_selector`), the head refitted on it.
+  subset only (the harness's :func:`~.run.fit_predictor`), the head refitted on it.
 - ``finetune``: :func:`~.finetune_run.run_finetune` on the subset (early stopping on a split of it).
 
 :func:`make_figures` draws MAE against training size (log x, mean +- std over subsets) with the
@@ -132,7 +132,9 @@ def run_frozen(task, data, X, present, splits, nip, *, head: str, fraction: floa
     from threadpoolctl import threadpool_limits
 
     from .results import run_versions
-    from .run import SELECTION_RULE, frozen_model, make_selector, predict_scores, selection_scheme
+    from hacknip_ase.heads.selection import SELECTION_RULE, selection_scheme
+
+    from .run import fit_predictor, frozen_model, predict_scores
 
     start = time.perf_counter()
     classification = task.task_type == "classification"
@@ -160,16 +162,16 @@ def run_frozen(task, data, X, present, splits, nip, *, head: str, fraction: floa
             scheme = selection_scheme(len(train), head)
             if scheme["cv"]:
                 scheme["cv"] = min(scheme["cv"], len(train))  # a 5-row subset: leave-one-out
-            selector = make_selector(head, task.task_type, scheme, seed, head_params)
-            selector.fit(X[train], targets[train])  # selection sees the training subset only
-            y_pred = predict_scores(selector, X[test], classification)
+            predictor = fit_predictor(X[train], targets[train], nip, head, task.task_type, seed=seed,
+                                      head_params=head_params, scheme=scheme)  # the training subset only
+            y_pred = predict_scores(predictor, X[test], classification)
             y_pred[~present[test]] = float(np.mean(targets[train]))
             seconds = {"total": time.perf_counter() - t_fold}
             fold_seconds += seconds["total"]
             writer.add_fold(split.name, metrics=task.score(targets[test], y_pred), ids=[data.ids[i] for i in test],
                             y_true=targets[test], y_pred=y_pred, seed=split.seed, n_train=len(train),
-                            best_depths=[d for _, d in selector.best_depths_],
-                            selection_curve=selector.selection_curve_, seconds=seconds, selection=scheme,
+                            best_depths=[d for _, d in predictor.depths],
+                            selection_curve=predictor.selection["curve"], seconds=seconds, selection=scheme,
                             train_ids=[data.ids[i] for i in train], n_imputed=int((~present[test]).sum()))
     return writer.finish({"folds": fold_seconds, "total": time.perf_counter() - start})
 

@@ -1,9 +1,10 @@
 """Run one task x backbone x head end to end and write its result file.
 
 Flow: load the task (molecule tasks relax their molecules with the same backbone), featurize
-every structure once through the engine and its cache, then per official split: choose the
-depth by inner cross-validation on the training rows only (:class:`DepthSelector`), refit on
-them, predict the test rows, score with the task's own metrics. Each finished fold is written
+every structure once through the engine and its cache, then per official split: fit a
+:class:`hacknip_ase.heads.Predictor` on the training rows only (it chooses the depth by inner
+cross-validation on them and refits; the object ``hacknip fit`` saves), predict the test rows,
+score with the task's own metrics. Each finished fold is written
 at once (:class:`ResultWriter`), so a killed run resumes after its last finished fold. Matbench
 tasks also get matbench's own ``results.json.gz``.
 """
@@ -28,48 +29,29 @@ DEFAULT_SEED = 0
 MOLECULE_FAMILIES = ("moleculenet", "electrolytes")
 
 
-#: Training rows up to which depth selection uses 5-fold / 3-fold inner CV, per head (above: one
-#: 20 % hold-out). Expensive heads get fewer inner fits so the offline suite fits a CPU budget.
-SELECTION_LIMITS = {"ridge": (2000, 6000), "xgboost": (2000, 6000), "mlp": (0, 1100), "modnet": (0, 300)}
-SELECTION_RULE = ("inner CV on the training part only: ridge/xgboost 5-fold up to 2,000 training rows, 3-fold up "
-                  "to 6,000; mlp 3-fold up to 1,100; modnet 3-fold up to 300; above, one 20 % hold-out")
+def fit_predictor(X, y, nip, head: str, task_type: str, *, seed: int, head_params: Mapping | None = None,
+                  inner_cv: int | None = None, holdout: float | None = None, scheme: Mapping | None = None,
+                  target_name: str = "target"):
+    """The :class:`~hacknip_ase.heads.Predictor` of one training part (selection and seeding are
+    :meth:`Predictor.fit`'s; ``scheme`` fixes cv / validation_fraction instead of the size rule)."""
+    from hacknip_ase.heads import Predictor
+    from hacknip_ase.heads.selection import selection_scheme
 
-
-def selection_scheme(n_train: int, head: str | None = None, inner_cv: int | None = None,
-                     holdout: float | None = None) -> dict:
-    """How depths are chosen on a training part of ``n_train`` rows (see ``SELECTION_RULE``).
-
-    The candidates are only the 5-6 single depths, and a 20 % hold-out of a large training
-    part is already hundreds to thousands of rows, enough to rank them.
-    """
-    if holdout:
-        return {"validation_fraction": float(holdout), "cv": None}
-    if inner_cv:
-        return {"cv": int(inner_cv), "validation_fraction": None}
-    five, three = SELECTION_LIMITS.get(head, SELECTION_LIMITS["xgboost"])
-    if n_train <= five:
-        return {"cv": 5, "validation_fraction": None}
-    if n_train <= three:
-        return {"cv": 3, "validation_fraction": None}
-    return {"cv": None, "validation_fraction": 0.2}
-
-
-def make_selector(head: str, task_type: str, scheme: Mapping, seed: int, head_params: Mapping | None = None):
-    from hacknip_ase.heads import DepthSelector, make_head
-
-    params = dict(head_params or {})
-    estimator = make_head(head, task_type, **params)
-    if "random_state" in estimator.get_params() and "random_state" not in params:
-        estimator.set_params(random_state=seed)  # ridge has no randomness to seed
-    return DepthSelector(estimator, candidates="single", cv=scheme["cv"] or 5,
+    if scheme is None:
+        scheme = selection_scheme(len(y), head, inner_cv, holdout)
+    info = nip.info.as_dict()
+    if X.shape[2] != info["dim"]:  # per-row task features appended to every depth (AIMD temperature)
+        info = {**info, "dim": int(X.shape[2])}
+    return Predictor.fit(X, y, backbone=info, head=head, task=task_type, target_name=target_name,
+                         head_params=dict(head_params) if head_params else None, cv=scheme["cv"] or 5,
                          validation_fraction=scheme["validation_fraction"], random_state=seed)
 
 
 def load_task(task, backbone, *, data_dir=None, limit: int | None = None, relax: str = "backbone",
               progress: bool = True):
     """Load ``task``; molecule tasks build their molecules with the ``relax`` recipe of
-    :data:`~benchmarks.tasks.molecules.RECIPES` ("backbone": relaxed with ``backbone``, cached per backbone)."""
-    from ..tasks.molecules import RECIPES
+    :data:`hacknip_ase.molecules.RECIPES` ("backbone": relaxed with ``backbone``, cached per backbone)."""
+    from hacknip_ase.molecules import RECIPES
 
     options = {}
     if limit is not None:
@@ -203,24 +185,25 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
             t_fold = time.perf_counter()
             train = split.train[present[split.train]]  # rows the backbone could not embed cannot train
             test = np.asarray(split.test)
-            scheme = selection_scheme(len(train), head, inner_cv, holdout)
             fold_seed = seed + split.seed if task.seeded_replicates and split.seed is not None else seed
             labels = range(targets.shape[1]) if multi else [None]
             preds, best, curves, seconds = [], [], [], {"select_fit": 0.0, "predict": 0.0}
             for k in labels:
                 y = targets[:, k] if multi else targets
-                selector = make_selector(head, task.task_type, scheme, fold_seed, head_params)
                 t = time.perf_counter()
-                selector.fit(X[train], y[train])  # selection sees training rows only
+                predictor = fit_predictor(X[train], y[train], nip, head, task.task_type, seed=fold_seed,
+                                          head_params=head_params, inner_cv=inner_cv, holdout=holdout,
+                                          target_name=data.target_names[k or 0])  # training rows only
                 seconds["select_fit"] += time.perf_counter() - t
                 t = time.perf_counter()
-                pred = predict_scores(selector, X[test], classification)
+                pred = predict_scores(predictor, X[test], classification)
                 # a test row without an embedding gets the training mean (counted in n_imputed)
                 pred[~present[test]] = float(np.mean(y[train]))
                 seconds["predict"] += time.perf_counter() - t
                 preds.append(pred)
-                best.append([d for _, d in selector.best_depths_])
-                curves.append(selector.selection_curve_)
+                best.append([d for _, d in predictor.depths])
+                curves.append(predictor.selection["curve"])
+                scheme = {key: predictor.selection[key] for key in ("cv", "validation_fraction")}
             y_pred = np.column_stack(preds) if multi else preds[0]
             metrics = task.score(targets[test], y_pred)
             seconds["total"] = time.perf_counter() - t_fold
@@ -243,18 +226,23 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
 
 
 def frozen_model(nip, head: str, head_params: Mapping | None, classification: bool, *,
-                 rule: str = SELECTION_RULE, **selection) -> dict:
-    """The ``model`` block of a frozen-embedding result (``selection``: inner_cv, holdout)."""
+                 rule: str | None = None, **selection) -> dict:
+    """The ``model`` block of a frozen-embedding result (``selection``: inner_cv, holdout; ``rule``
+    defaults to the size rule of :func:`hacknip_ase.heads.selection.selection_scheme`)."""
+    from hacknip_ase.heads.selection import SELECTION_RULE
+
+    rule = SELECTION_RULE if rule is None else rule
     return {"kind": "frozen", "backbone": nip.info.as_dict(), "head": head, "head_params": dict(head_params or {}),
             "selection": {"candidates": "single depths", "scoring": "roc_auc" if classification else "mae",
                           "rule": rule, **selection}}
 
 
-def predict_scores(selector, X, classification: bool) -> np.ndarray:
-    """Predictions to score: P(class 1) for classification, values for regression."""
+def predict_scores(predictor, X, classification: bool) -> np.ndarray:
+    """Predictions of a :class:`~hacknip_ase.heads.Predictor` to score: P(class 1) for
+    classification, values for regression."""
     if classification:
-        return np.asarray(selector.predict_proba(X)[:, 1], dtype=float)
-    return np.asarray(selector.predict(X), dtype=float)
+        return np.asarray(predictor.predict_proba_embeddings(X)[:, 1], dtype=float)
+    return np.asarray(predictor.predict_embeddings(X), dtype=float)
 
 
 def matbench_results_path(result_file: str | os.PathLike) -> Path:

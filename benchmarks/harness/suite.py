@@ -2,7 +2,7 @@
 
 ``[[run]]`` tables give ``tasks``, ``backbones`` and ``heads`` lists (their product is run, in
 order); an optional ``head_params`` table maps a head name to its parameters, an optional
-``relax`` names the molecule geometry recipe (``benchmarks.tasks.molecules.RECIPES``). ``[not_run]`` maps
+``relax`` names the molecule geometry recipe (``hacknip_ase.molecules.RECIPES``). ``[not_run]`` maps
 a task (or "task:head", for one head) to the reason it has no row yet, which the leaderboard prints.
 """
 

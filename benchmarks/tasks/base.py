@@ -10,19 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn import metrics as skm
 
+from hacknip_ase.molecules import Excluded
+
 from ..data import DataFile, is_present
+
+__all__ = ["CLASSIFICATION", "REGRESSION", "Excluded", "Split", "Task", "TaskData", "kfold_splits"]
 
 REGRESSION = "regression"
 CLASSIFICATION = "classification"
-
-
-@dataclass(frozen=True)
-class Excluded:
-    """A row left out of a task, and why (never dropped silently)."""
-
-    id: str
-    stage: str  #: e.g. "target", "parse", "embed", "relax", "formulation"
-    reason: str
 
 
 @dataclass(frozen=True)

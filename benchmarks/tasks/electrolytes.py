@@ -2,7 +2,7 @@
 
 Each electrolyte is a mixture ``{molecule_id: mol/L}``; its descriptor is the concentration-
 weighted sum of per-molecule embeddings (:func:`mixture_embeddings`). Molecules are built from
-the sheet's SMILES like MoleculeNet's (:mod:`.molecules`). Target: -log10(1 - CE).
+the sheet's SMILES like MoleculeNet's (:mod:`hacknip_ase.molecules`). Target: -log10(1 - CE).
 
 Reading a formulation. Sheet "Dataset" gives, per row, solvent volume fractions (C-E), solvent
 mol/L (F-H), salt mol/L (I-K) and CE (%) in column Y, but names the components only in the
@@ -32,7 +32,7 @@ from hacknip_ase.errors import DataFormatError, InvalidStructureError
 
 from ..data import DataFile, locate
 from .base import REGRESSION, Excluded, Split, Task, TaskData
-from .molecules import RelaxSettings, build_molecules, parse_smiles
+from hacknip_ase.molecules import RelaxSettings, build_molecules, parse_smiles
 
 SEEDS = (0, 1, 2, 3, 4)
 TEST_SIZE = 0.3

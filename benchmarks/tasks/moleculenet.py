@@ -1,7 +1,7 @@
 """MoleculeNet BACE, BBBP and ClinTox through DeepChem's loaders and splitters.
 
 SMILES are read by DeepChem's MoleculeNet loader (no featurization), turned into relaxed 3D
-molecules by :mod:`.molecules`, and split by DeepChem: scaffold split for BACE and BBBP,
+molecules by :mod:`hacknip_ase.molecules`, and split by DeepChem: scaffold split for BACE and BBBP,
 random split for ClinTox, 80/10/10, seeds 0-4. Splits are computed on every RDKit-parsable
 molecule (the same for every backbone); molecules whose 3D build or relaxation fails with a
 backbone are then removed from each split and listed in ``TaskData.excluded``.
@@ -19,7 +19,7 @@ from hacknip_ase.errors import InvalidStructureError
 
 from ..data import DataFile, locate
 from .base import CLASSIFICATION, Excluded, Split, Task, TaskData
-from .molecules import RelaxSettings, build_molecules, parse_smiles
+from hacknip_ase.molecules import RelaxSettings, build_molecules, parse_smiles
 
 #: Seeds of the five splits (ScaffoldSplitter is deterministic: its five splits are identical,
 #: the seed then only varies the head).

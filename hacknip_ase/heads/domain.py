@@ -2,9 +2,15 @@
 
 The distance is the mean Euclidean distance to the ``k`` nearest training embeddings (in the
 head's input features, standardized with training statistics), divided by the median of the
-same quantity for training points (leave-one-out). About 1 means "as close to the training
-data as training points are to each other"; values well above 1 (say > 2-3) flag structures
-unlike anything seen in training, whose predictions should not be trusted.
+same quantity for training points (leave-one-out), so 1 is the typical spacing of the
+training set: the median training point, left out, is at distance 1 by construction.
+
+Measured (FreeSolv, CHGNet depth 4, 514 training / 128 held-out molecules; README "Your own
+data"): a training point queried as is (it is one of its own neighbours) gets 0.25-2.3
+(5th-95th percentile, median 0.76); held-out molecules 0.40-4.0 (median 0.98, quartiles
+0.74-1.7), and their error grows with it (MAE 0.45 below 1, 1.06 at 1-2, 1.59 kcal/mol
+above 2). Read it as a rank, not a threshold: values of 2-3 and more mark structures farther
+from the training data than most of it is from itself, whose predictions deserve less trust.
 """
 
 from __future__ import annotations

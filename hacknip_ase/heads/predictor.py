@@ -24,7 +24,8 @@ from ..provenance import package_versions
 from . import transforms
 from .domain import DomainDistance
 from .estimators import SAFE_HEADS, make_head
-from .selection import DepthSelector, as_sources, candidate_label, normalize_candidate, take_depths
+from .selection import (DepthSelector, as_sources, candidate_label, normalize_candidate, selection_scheme,
+                        take_depths)
 
 FORMAT = "hacknip-ase predictor"
 FORMAT_VERSION = 1
@@ -53,7 +54,8 @@ class Predictor:
 
     def __init__(self, head, depths, backbones: Sequence, *, target_name: str, units: str = "",
                  task: str = "regression", domain: DomainDistance | None = None, n_train: int | None = None,
-                 seeds: dict | None = None, selection: dict | None = None, versions: dict | None = None):
+                 seeds: dict | None = None, selection: dict | None = None, versions: dict | None = None,
+                 inputs: dict | None = None):
         self.head = head
         self.backbones = [_info_dict(b) for b in backbones]
         self.depths = normalize_candidate(depths, len(self.backbones))
@@ -65,20 +67,29 @@ class Predictor:
         self.seeds = seeds or {}
         self.selection = selection
         self.versions = versions or _versions()
+        #: how inputs became structures (``hacknip fit``: table columns, molecule recipe), reused by predict
+        self.inputs = inputs
 
     # -- training ------------------------------------------------------------------------
     @classmethod
     def fit(cls, X, y, *, backbone, head="xgboost", task: str = "regression", target_name: str = "target",
-            units: str = "", transform: str | None = None, depths=None, candidates="single", cv: int = 5,
+            units: str = "", transform: str | None = None, depths=None, candidates="single", cv: int | str = "auto",
             validation_fraction: float | None = None, scoring: str | None = None, head_params: dict | None = None,
-            tune_trials: int = 0, tune_patience: int = 10, random_state: int = 0) -> Predictor:
+            tune_trials: int = 0, tune_patience: int = 10, random_state: int = 0, progress: bool = False) -> Predictor:
         """Train on embeddings ``X`` ((n, n_depths, dim), or a list of them for multi-NIP).
 
         ``backbone`` is the BackboneInfo (or built Backbone, or list for multi-NIP) that made
         ``X``. ``head`` is a short name ("ridge", "xgboost", "mlp", "modnet") or an estimator.
         ``depths`` fixes the depth(s); otherwise :class:`DepthSelector` picks among
-        ``candidates`` by inner CV (or a ``validation_fraction`` split) of this data only.
+        ``candidates`` by inner CV (or a ``validation_fraction`` split) of this data only;
+        ``cv="auto"`` takes :func:`~hacknip_ase.heads.selection.selection_scheme` (5-fold for
+        small data, fewer folds or one 20 % hold-out for large data or slow heads), the rule the
+        benchmarks use. ``random_state`` seeds the inner splits and the head.
         ``tune_trials`` > 0 runs the Optuna MODNet search on the chosen features (modnet head).
+
+        ``selection`` then records the curve, the scheme and ``held_out``: the inner-split
+        predictions of the chosen depth(s) (values, or P(class 1)) at training ``rows``, made
+        by heads that did not see those rows (with the untuned head when ``tune_trials`` > 0).
         """
         infos = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
         sources = as_sources(X)
@@ -101,11 +112,23 @@ class Predictor:
         names = [_info_dict(i)["name"] for i in infos]
         selection = None
         if depths is None:
-            selector = DepthSelector(estimator, candidates=candidates, cv=cv, validation_fraction=validation_fraction,
-                                     scoring=scoring, random_state=random_state, source_names=names).fit(sources, y)
+            if cv == "auto":
+                scheme = selection_scheme(len(y), head if isinstance(head, str) else None,
+                                          holdout=validation_fraction)
+            else:
+                scheme = {"cv": None if validation_fraction else int(cv), "validation_fraction": validation_fraction}
+            # backbone names label the curve only when there are several ("chgnet:3" vs "3")
+            selector = DepthSelector(estimator, candidates=candidates, cv=scheme["cv"] or 5,
+                                     validation_fraction=scheme["validation_fraction"], scoring=scoring,
+                                     random_state=random_state, source_names=names if len(names) > 1 else None,
+                                     verbose=int(progress))
+            selector.fit(sources, y)
             chosen, fitted = selector.best_depths_, selector.estimator_
-            selection = {"curve": selector.selection_curve_, "scoring": selector.scoring_, "cv": cv,
-                         "validation_fraction": validation_fraction, "random_state": random_state}
+            rows = np.flatnonzero(np.isfinite(selector.best_held_out_predictions_))
+            selection = {"curve": selector.selection_curve_, "scoring": selector.scoring_, **scheme,
+                         "random_state": random_state,
+                         "held_out": {"rows": rows.tolist(),
+                                      "y_pred": selector.best_held_out_predictions_[rows].tolist()}}
         else:
             chosen = normalize_candidate(depths, len(sources))
             fitted = None
@@ -177,7 +200,7 @@ class Predictor:
         return self.head.predict_proba(self.features(embeddings))
 
     def domain_distance(self, embeddings) -> np.ndarray:
-        """Normalized nearest-neighbour distance to the training embeddings (about 1 in domain)."""
+        """Normalized nearest-neighbour distance to the training embeddings (see :mod:`.domain`)."""
         return self.domain.distance(self.features(embeddings))
 
     def embed(self, structures, backbone=None, batch_size: int = 32):
@@ -259,6 +282,7 @@ class Predictor:
             "backbones": self.backbones, "depths": [list(p) for p in self.depths],
             "depths_label": candidate_label(self.depths, [r["name"] for r in self.backbones]),
             "n_train": self.n_train, "seeds": self.seeds, "selection": self.selection, "versions": self.versions,
+            "inputs": self.inputs,
         }
 
     def save(self, path) -> None:
@@ -344,7 +368,8 @@ def _load(path, trust: bool) -> Predictor:
                                                         if k.startswith("domain/")})
     return Predictor(head, [tuple(p) for p in meta["depths"]], meta["backbones"], target_name=meta["target_name"],
                      units=meta["units"], task=meta["task"], domain=domain, n_train=meta["n_train"],
-                     seeds=meta["seeds"], selection=meta["selection"], versions=meta["versions"])
+                     seeds=meta["seeds"], selection=meta["selection"], versions=meta["versions"],
+                     inputs=meta.get("inputs"))
 
 
 def _built(backbone, options) -> list:

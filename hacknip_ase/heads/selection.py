@@ -4,6 +4,9 @@
 backbones' depths: "multi-NIP") by inner cross-validation or a validation split *of the data
 passed to fit*, then refits the head on all of it. Given only a training fold, it never sees
 the test fold; :func:`nested_cross_val_predict` runs the whole thing inside an outer CV.
+:func:`selection_scheme` is the size rule (inner folds or one hold-out) that
+:meth:`~hacknip_ase.heads.Predictor.fit` applies by default, for ``hacknip fit`` and the
+benchmark harness alike.
 
 A candidate is a tuple of ``(source, depth)`` pairs, ``source`` indexing the list of
 embedding arrays (always 0 for a single backbone); its features are the listed depths'
@@ -16,10 +19,37 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone, is_classifier
-from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit, cross_val_score
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 
 Candidate = tuple[tuple[int, int], ...]
+
+#: Training rows up to which depth selection uses 5-fold / 3-fold inner CV, per head (above: one
+#: 20 % hold-out). Expensive heads get fewer inner fits so the offline suite fits a CPU budget.
+SELECTION_LIMITS = {"ridge": (2000, 6000), "xgboost": (2000, 6000), "mlp": (0, 1100), "modnet": (0, 300)}
+SELECTION_RULE = ("inner CV on the training part only: ridge/xgboost 5-fold up to 2,000 training rows, 3-fold up "
+                  "to 6,000; mlp 3-fold up to 1,100; modnet 3-fold up to 300; above, one 20 % hold-out")
+
+
+def selection_scheme(n_train: int, head: str | None = None, inner_cv: int | None = None,
+                     holdout: float | None = None) -> dict:
+    """How depths are chosen on ``n_train`` rows (see ``SELECTION_RULE``): ``{"cv", "validation_fraction"}``.
+
+    ``inner_cv`` or ``holdout`` override the rule. The candidates are only the 5-6 single
+    depths, and a 20 % hold-out of a large training part is already hundreds to thousands of
+    rows, enough to rank them. Heads not named in ``SELECTION_LIMITS`` get xgboost's limits.
+    """
+    if holdout:
+        return {"cv": None, "validation_fraction": float(holdout)}
+    if inner_cv:
+        return {"cv": int(inner_cv), "validation_fraction": None}
+    five, three = SELECTION_LIMITS.get(head, SELECTION_LIMITS["xgboost"])
+    if n_train <= five:
+        return {"cv": 5, "validation_fraction": None}
+    if n_train <= three:
+        return {"cv": 3, "validation_fraction": None}
+    return {"cv": None, "validation_fraction": 0.2}
 
 
 def as_sources(X) -> list[np.ndarray]:
@@ -93,10 +123,12 @@ class DepthSelector(BaseEstimator):
         Seed of the inner splits (the same splits score every candidate).
     source_names : list of str, optional
         Backbone names, for readable labels in the selection curve.
+    verbose : int
+        > 0 shows a progress bar over the candidates scored.
     """
 
     def __init__(self, head, candidates="single", cv: int = 5, validation_fraction: float | None = None,
-                 scoring: str | None = None, random_state: int = 0, source_names=None):
+                 scoring: str | None = None, random_state: int = 0, source_names=None, verbose: int = 0):
         self.head = head
         self.candidates = candidates
         self.cv = cv
@@ -104,6 +136,7 @@ class DepthSelector(BaseEstimator):
         self.scoring = scoring
         self.random_state = random_state
         self.source_names = source_names
+        self.verbose = verbose
 
     # -- fitting -------------------------------------------------------------------------
     def _splitter(self):
@@ -119,21 +152,38 @@ class DepthSelector(BaseEstimator):
             return self.scoring
         return "roc_auc" if is_classifier(self.head) else "neg_mean_absolute_error"
 
-    def _score(self, X, y, candidate: Candidate) -> dict:
-        scores = cross_val_score(clone(self.head), take_depths(X, candidate), y, cv=self._splitter(),
-                                 scoring=self._scoring(), error_score="raise")
-        return {"candidate": [list(p) for p in candidate],
-                "label": candidate_label(candidate, self.source_names),
-                "score": float(np.mean(scores)), "std": float(np.std(scores)),
-                "fold_scores": [float(s) for s in scores]}
+    def _score(self, X, y, candidate: Candidate) -> tuple[dict, np.ndarray]:
+        """Curve entry of ``candidate`` and its held-out predictions (NaN where never held out).
+
+        Scores are what ``cross_val_score`` gives on the same splits; the held-out predictions
+        are values, or P(class 1) for classifiers.
+        """
+        features = take_depths(X, candidate)
+        scorer = get_scorer(self._scoring())
+        held_out = np.full(len(y), np.nan)
+        scores = []
+        for train, test in self._splitter().split(features, y):
+            fitted = clone(self.head).fit(features[train], y[train])
+            scores.append(scorer(fitted, features[test], y[test]))
+            held_out[test] = (fitted.predict_proba(features[test])[:, 1] if is_classifier(self.head)
+                              else fitted.predict(features[test]))
+        entry = {"candidate": [list(p) for p in candidate], "label": candidate_label(candidate, self.source_names),
+                 "score": float(np.mean(scores)), "std": float(np.std(scores)),
+                 "fold_scores": [float(s) for s in scores]}
+        return entry, held_out
 
     def fit(self, X, y):
         sources = as_sources(X)
         y = np.asarray(y)
         if len(y) != len(sources[0]):
             raise ValueError(f"embeddings have {len(sources[0])} rows but y has {len(y)} values")
+        from tqdm.auto import tqdm
+
         curve: list[dict] = []
+        held_out: list[np.ndarray] = []
         seen: set[Candidate] = set()
+        bar = tqdm(total=self._n_candidates(sources), desc="depth selection", unit="candidate",
+                   disable=not self.verbose)
 
         def score(candidate):
             if candidate not in seen:
@@ -141,7 +191,10 @@ class DepthSelector(BaseEstimator):
                     if not (0 <= s < len(sources) and 0 <= d < sources[s].shape[1]):
                         raise ValueError(f"candidate {candidate} is outside the embeddings")
                 seen.add(candidate)
-                curve.append(self._score(sources, y, candidate))
+                entry, predictions = self._score(sources, y, candidate)
+                curve.append(entry)
+                held_out.append(predictions)
+                bar.update()
 
         mode = self.candidates
         if isinstance(mode, str):
@@ -162,8 +215,12 @@ class DepthSelector(BaseEstimator):
         else:
             for spec in mode:
                 score(normalize_candidate(spec, len(sources)))
-        best = max(curve, key=lambda c: c["score"])  # first of equals: the simplest candidate
+        bar.close()
+        best_index = max(range(len(curve)), key=lambda k: curve[k]["score"])  # first of equals: the simplest
+        best = curve[best_index]
         self.selection_curve_ = curve
+        #: held-out predictions of the chosen candidate in the inner splits (NaN: never held out)
+        self.best_held_out_predictions_ = held_out[best_index]
         self.best_depths_ = tuple(tuple(p) for p in best["candidate"])
         self.best_score_ = best["score"]
         self.scoring_ = self._scoring()
@@ -171,6 +228,14 @@ class DepthSelector(BaseEstimator):
         if hasattr(self.estimator_, "classes_"):
             self.classes_ = self.estimator_.classes_
         return self
+
+    def _n_candidates(self, sources) -> int:
+        if not isinstance(self.candidates, str):
+            return len(self.candidates)
+        n = sum(x.shape[1] for x in sources)
+        if self.candidates in ("concat", "all"):
+            n += len(sources)
+        return n + int(self.candidates in ("multi", "all") and len(sources) > 1)
 
     # -- prediction ----------------------------------------------------------------------
     def transform(self, X) -> np.ndarray:

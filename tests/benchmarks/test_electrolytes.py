@@ -6,7 +6,7 @@ from openpyxl import Workbook
 
 from benchmarks.tasks import get_task
 from benchmarks.tasks.electrolytes import mixture_embeddings
-from benchmarks.tasks.molecules import RelaxSettings
+from hacknip_ase.molecules import RelaxSettings
 
 SOLVENTS = [("DME (C4H10O2)", 90.12, 0.868, "COCCOC"), ("DOL (C3H6O2)", 74.078, 1.06, "O1CCOC1"),
             ("EC (C3H4O3)", 88.062, 1.32, "C1COC(=O)O1")]

@@ -12,6 +12,7 @@ from benchmarks.harness.results import ResultWriter, read_result, result_path
 from benchmarks.tasks import get_task
 from benchmarks.tasks.synthetic import emt_alloys
 from hacknip_ase.heads import DepthSelector
+from hacknip_ase.heads.selection import as_sources
 
 N = 40  # generated cells: 8 per test fold
 RIDGE = dict(head="ridge", limit=N, progress=False)
@@ -105,7 +106,7 @@ def test_selection_never_sees_test_rows(tmp_path, cache, monkeypatch):
     original = DepthSelector.fit
 
     def spy(self, X, y):
-        seen.append(np.asarray(X).copy())
+        seen.append(as_sources(X)[0].copy())  # Predictor.fit passes the list of per-backbone arrays
         return original(self, X, y)
 
     monkeypatch.setattr(DepthSelector, "fit", spy)
@@ -177,15 +178,6 @@ def test_writer_is_reusable_for_other_engines(tmp_path):
     assert record["model"]["kind"] == "finetune" and results_mod.iter_results(tmp_path)[0][0] == path
 
 
-def test_selection_scheme_by_head_and_size():
-    s = run_mod.selection_scheme
-    assert s(500, "xgboost") == {"cv": 5, "validation_fraction": None}
-    assert s(3000, "xgboost")["cv"] == 3 and s(9000, "xgboost") == {"cv": None, "validation_fraction": 0.2}
-    assert s(1000, "mlp")["cv"] == 3 and s(1200, "mlp")["validation_fraction"] == 0.2
-    assert s(300, "modnet")["cv"] == 3 and s(301, "modnet")["validation_fraction"] == 0.2
-    assert s(9000, "xgboost", inner_cv=4)["cv"] == 4 and s(100, "ridge", holdout=0.3)["validation_fraction"] == 0.3
-
-
 def test_true_targets_stay_out_of_the_result_file(tmp_path):
     from benchmarks.harness.results import ResultWriter, read_result, truth_path
 
@@ -214,3 +206,25 @@ def test_seeded_replicates_vary_the_head_seed(tmp_path, cache, monkeypatch):
     assert "per_split" in record["seeds"]
     preds = [tuple(np.round(f["y_pred"], 9)) for f in record["folds"]]
     assert len(set(preds)) > 1  # same rows, different seeds: different fits
+
+
+def test_a_fold_predictor_is_the_saved_kind_and_serves_the_calculator(tmp_path, cache):
+    """The harness fits a hacknip_ase Predictor per fold: a winner can be saved and attached as a head."""
+    from hacknip_ase import EmbeddingCalculator, get_backbone
+    from hacknip_ase.heads import Predictor
+
+    task = get_task("synthetic_emt_alloys")
+    data = task.load(n=N)
+    nip = get_backbone("chgnet")
+    X, _, _ = run_mod.embed(data, nip, cache_dir=cache, progress=False)
+    split = next(iter(task.splits(data)))
+    predictor = run_mod.fit_predictor(X[split.train], data.targets[split.train], nip, "ridge", "regression",
+                                      seed=0, target_name="emt")
+    direct = Predictor.fit(X[split.train], data.targets[split.train], backbone=nip, head="ridge", random_state=0)
+    assert predictor.depths == direct.depths and predictor.selection["cv"] == 5
+    np.testing.assert_array_equal(predictor.predict_embeddings(X[split.test]), direct.predict_embeddings(X[split.test]))
+    predictor.save(tmp_path / "winner.hnp")
+    atoms = data.inputs[split.test[0]].copy()
+    atoms.calc = EmbeddingCalculator(backbone=nip, heads={"emt": str(tmp_path / "winner.hnp")})
+    assert atoms.get_properties(["emt"])["emt"] == pytest.approx(predictor.predict_embeddings(X[split.test[:1]])[0],
+                                                                 abs=1e-4)

@@ -3,7 +3,7 @@ import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from hacknip_ase.heads import DepthSelector, RidgeHead, nested_cross_val_predict
-from hacknip_ase.heads.selection import take_depths
+from hacknip_ase.heads.selection import selection_scheme, take_depths
 
 SEEN = []  # (phase, row fingerprints) of every call the spy gets, in order
 
@@ -46,7 +46,8 @@ def test_selection_never_sees_the_test_fold(embeddings, alloys):
         assert not rows & (any_depth_test | full_test), f"selection in outer fold {fold} saw test rows"
         n_inner_calls += 1
     assert fold == 4
-    assert n_inner_calls == 4 * (6 * 3 * 2 + 1)  # 6 candidates x 3 inner folds x fit/predict + refit
+    # 6 candidates x 3 inner folds x (fit, predict to score, predict kept as held-out prediction) + refit
+    assert n_inner_calls == 4 * (6 * 3 * 3 + 1)
     assert np.mean(np.abs(predictions - y)) < 0.3 * np.mean(np.abs(y - y.mean()))
 
 
@@ -93,3 +94,26 @@ def test_multi_backbone_candidates(embeddings, alloys, split):
     assert selector.predict([embeddings[:3], noise[:3]]).shape == (3,)
     with pytest.raises(ValueError, match="same structures"):
         selector.fit([embeddings, noise[:10]], alloys[1])
+
+
+def test_selection_scheme_by_head_and_size():
+    s = selection_scheme
+    assert s(500, "xgboost") == {"cv": 5, "validation_fraction": None}
+    assert s(3000, "xgboost")["cv"] == 3 and s(9000, "xgboost") == {"cv": None, "validation_fraction": 0.2}
+    assert s(1000, "mlp")["cv"] == 3 and s(1200, "mlp")["validation_fraction"] == 0.2
+    assert s(300, "modnet")["cv"] == 3 and s(301, "modnet")["validation_fraction"] == 0.2
+    assert s(9000, "xgboost", inner_cv=4)["cv"] == 4 and s(100, "ridge", holdout=0.3)["validation_fraction"] == 0.3
+
+
+def test_held_out_predictions_of_the_chosen_depth_match_its_score():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=60)
+    X = rng.normal(size=(60, 3, 4))
+    X[:, 2, 0] = y + 0.01 * rng.normal(size=60)  # only depth 2 carries the target
+    selector = DepthSelector(RidgeHead(), cv=4).fit(X, y)
+    held_out = selector.best_held_out_predictions_
+    assert selector.best_depths_ == ((0, 2),) and np.isfinite(held_out).all()  # k-fold: every row once
+    # the curve's score is the mean over folds of -MAE; the pooled MAE of equal folds is the same number
+    assert -np.mean(np.abs(held_out - y)) == pytest.approx(selector.best_score_)
+    holdout = DepthSelector(RidgeHead(), validation_fraction=0.25).fit(X, y).best_held_out_predictions_
+    assert np.isfinite(holdout).sum() == 15  # one 25 % hold-out: the other rows were never held out

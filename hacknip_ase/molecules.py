@@ -1,4 +1,9 @@
-"""SMILES -> RDKit ETKDG 3D (seeded) -> relaxation -> ``ase.Atoms``.
+"""Molecules from SMILES: RDKit ETKDG 3D (seeded) -> relaxation -> checked ``ase.Atoms``.
+
+:func:`smiles_to_atoms` builds one molecule (raising :class:`~hacknip_ase.errors.MoleculeBuildError`
+with the stage and reason when it cannot); :func:`build_molecules` builds many, cached on disk,
+and returns the failures with their reasons instead of raising. The benchmark molecule tasks and
+``hacknip fit`` / ``hacknip predict`` on SMILES both go through them.
 
 Two kinds of relaxation (:data:`RECIPES`): with the backbone itself through an ASE optimizer
 (HackNIP's recipe; 60-80 s per drug-sized molecule on a 2-core CPU), or with a classical force
@@ -7,7 +12,7 @@ parameters for (hexafluorophosphate, borates, polysulfides). The force field use
 per molecule and reported.
 
 Every molecule that fails (parse, 3D embedding, relaxation) is returned as an
-:class:`~benchmarks.tasks.base.Excluded` with its reason. Relaxed geometries (and failures) are
+:class:`Excluded` with its reason. Relaxed geometries (and failures) are
 cached on disk, written atomically, so an interrupted run resumes where it stopped.
 """
 
@@ -24,11 +29,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from hacknip_ase.cache import atomic_write
-from hacknip_ase.errors import InvalidStructureError, StructureParseError
-from hacknip_ase.weights import cache_dir
-
-from .base import Excluded
+from .cache import atomic_write
+from .errors import EmbeddingFailedError, InvalidStructureError, MoleculeBuildError, StructureParseError
+from .weights import cache_dir
 
 #: Bumped when the geometry recipe changes, so old cache entries are not reused.
 RECIPE_VERSION = 2  # 2: fragments (ions of a salt) placed apart before relaxation
@@ -41,8 +44,13 @@ ASE_OPTIMIZERS = ("FIRE", "BFGS")
 FORCE_FIELDS = ("MMFF94", "UFF", "MMFF94-UFF")
 
 
-class EmbeddingFailedError(InvalidStructureError):
-    """RDKit could not build 3D coordinates for a parsed molecule."""
+@dataclass(frozen=True)
+class Excluded:
+    """A row (or molecule) left out, and why (never dropped silently)."""
+
+    id: str
+    stage: str  #: e.g. "target", "parse", "embed", "relax", "formulation", "featurize"
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ class RelaxSettings:
         return self.steps > 0 and self.optimizer in ASE_OPTIMIZERS
 
 
-#: Named geometry recipes of the molecule tasks (``hacknip-bench run --relax``).
+#: Named geometry recipes (``hacknip-bench run --relax``, ``hacknip fit --relax``).
 RECIPES = {
     "backbone": RelaxSettings(),  # HackNIP: relax with the NIP that then embeds the molecule
     "forcefield": RelaxSettings(optimizer="MMFF94-UFF", steps=2000),
@@ -150,9 +158,30 @@ def mol_to_atoms(mol) -> Atoms:
     return Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions(), pbc=False)
 
 
-def smiles_to_atoms(smiles: str, *, seed: int = 0) -> Atoms:
-    """3D geometry from ETKDG v3 with a fixed seed."""
-    return mol_to_atoms(embed_smiles(smiles, seed=seed))
+def smiles_to_atoms(smiles: str, *, recipe: str | RelaxSettings = "forcefield", calculator=None) -> Atoms:
+    """One molecule's 3D geometry from its SMILES, checked for collapse (not cached).
+
+    ``recipe`` is a name of :data:`RECIPES` ("forcefield": ETKDG v3 then MMFF94, or UFF where
+    MMFF94 lacks parameters; "etkdg": the seeded ETKDG conformer; "backbone": relaxed with
+    ``calculator``, default ``EmbeddingCalculator("chgnet")``) or a :class:`RelaxSettings`.
+    The ions of a salt are placed :data:`FRAGMENT_GAP` apart. Raises
+    :class:`~hacknip_ase.errors.MoleculeBuildError` (an ``InvalidStructureError``) naming the
+    stage that failed (parse, embed, relax) and why.
+    """
+    settings = _settings(recipe)
+    if settings.uses_calculator and calculator is None:
+        from .calculator import EmbeddingCalculator
+
+        calculator = EmbeddingCalculator("chgnet")
+    return _geometry(smiles, calculator, settings)[0]
+
+
+def _settings(recipe: str | RelaxSettings) -> RelaxSettings:
+    if isinstance(recipe, RelaxSettings):
+        return recipe
+    if recipe not in RECIPES:
+        raise ValueError(f"relax recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
+    return RECIPES[recipe]
 
 
 def forcefield_relax(mol, force_field: str, max_iters: int) -> tuple[Atoms, bool, str]:
@@ -281,7 +310,7 @@ def build_molecules(smiles: Mapping[str, str], calculator=None, *, settings: Rel
         iterator = tqdm(iterator, total=len(smiles), desc="molecules")
     for mol_id, smi in iterator:
         if settings.uses_calculator and calculator is None:
-            from hacknip_ase.calculator import EmbeddingCalculator
+            from .calculator import EmbeddingCalculator
 
             calculator = EmbeddingCalculator("chgnet")
         if tag is None:
@@ -303,7 +332,8 @@ def build_molecules(smiles: Mapping[str, str], calculator=None, *, settings: Rel
     return out
 
 
-def _build_one(smi: str, calculator, settings: RelaxSettings) -> dict:
+def _geometry(smi: str, calculator, settings: RelaxSettings) -> tuple[Atoms, bool, str | None]:
+    """(atoms, converged, force field used); :class:`MoleculeBuildError` with the stage that failed."""
     stage = "parse"
     try:
         parse_smiles(smi)
@@ -319,7 +349,15 @@ def _build_one(smi: str, calculator, settings: RelaxSettings) -> dict:
         check_geometry(atoms, mol, force_field or settings.optimizer if settings.steps > 0 else "ETKDG")
     except (InvalidStructureError, RuntimeError, ValueError) as exc:
         # RuntimeError/ValueError: RDKit and torch raise these on exotic chemistry; kept as reasons.
-        return {"smiles": smi, "failed": stage, "reason": f"{type(exc).__name__}: {exc}"}
+        raise MoleculeBuildError(smi, stage, f"{type(exc).__name__}: {exc}") from exc
+    return atoms, converged, force_field
+
+
+def _build_one(smi: str, calculator, settings: RelaxSettings) -> dict:
+    try:
+        atoms, converged, force_field = _geometry(smi, calculator, settings)
+    except MoleculeBuildError as exc:
+        return {"smiles": smi, "failed": exc.stage, "reason": exc.reason}
     record = {"smiles": smi, "numbers": atoms.numbers.tolist(), "positions": atoms.positions.tolist(),
               "converged": converged}
     if force_field is not None:
