@@ -143,6 +143,18 @@ def _quickstart(args) -> int:
     return 0
 
 
+def _analyze(args) -> int:
+    from .analysis import analyze_depth
+
+    summary = analyze_depth(args.results_dir, args.out, data_dir=args.data_dir, backbones=args.backbone,
+                            umap_max=args.umap_max, jsd_structures=args.jsd_structures, bins=args.bins,
+                            cache_dir=args.cache_dir, progress=not args.quiet)
+    for backbone, entry in summary["backbones"].items():
+        print(f"{backbone}: best depth per task {entry['best_depth']}")
+    print(f"wrote {args.out}/README.md in {summary['seconds']['wall']:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from hacknip_ase.cli import OneLineParser, run_command
 
@@ -206,6 +218,19 @@ def main(argv: list[str] | None = None) -> int:
     board.add_argument("--suite", default="benchmarks/suites/offline.toml", help="suite file with not-run reasons")
     board.add_argument("--no-figures", action="store_true")
     board.set_defaults(run=_leaderboard)
+
+    analyze = commands.add_parser("analyze", help="analyses across result files; 'depth': the paper's depth "
+                                                  "analysis (nMAE heatmap, UMAP, JSD, collapse)")
+    analyze.add_argument("what", choices=["depth"])
+    analyze.add_argument("--results-dir", default="leaderboard/results")
+    analyze.add_argument("--out", default="leaderboard/analysis", help="folder of README.md and figures/")
+    analyze.add_argument("--backbone", action="append", help="only this backbone (repeatable)")
+    analyze.add_argument("--umap-max", type=int, default=2000, help="structures per Matbench task in the UMAPs")
+    analyze.add_argument("--jsd-structures", type=int, default=150, help="structures per task for the JSD")
+    analyze.add_argument("--bins", type=int, default=50, help="histogram bins of the JSD estimator")
+    analyze.add_argument("--cache-dir", default=None)
+    analyze.add_argument("--quiet", "-q", action="store_true")
+    analyze.set_defaults(run=_analyze)
 
     quick = commands.add_parser("quickstart", help="the whole pipeline on a generated EMT alloy task (offline, minutes)")
     quick.add_argument("--backbone", default="chgnet")

@@ -54,13 +54,18 @@ def finetune_section(records, results_dir, out_dir, *, plan: str | os.PathLike =
         folds = r["folds"]
         epochs = ",".join(f"{f['training']['n_epochs']}({f['training']['best_epoch']})" for f in folds)
         per_fold = sum(f["seconds"]["total"] for f in folds) / len(folds) if folds else 0.0
+        cpu = [f["seconds"].get("cpu_total") for f in folds]
+        cpu_h = f"{sum(cpu) / 3600:.2f}" if folds and None not in cpu else "-"
+        per_step = [f["seconds"].get("cpu_ms_per_structure_epoch") for f in folds]
+        per_step = f"{sum(per_step) / len(per_step):.1f}" if folds and None not in per_step else "-"
         status = "complete" if r["status"] == "complete" else f"partial: {len(folds)} folds"
         rows.append([r["task"]["name"], r["model"]["backbone"]["name"], status,
                      f"{s.get('mean', float('nan')):.4g} ± {s.get('std', float('nan')):.2g}" if s else "-",
-                     epochs, f"{per_fold:.0f}", _deviations(r)])
+                     epochs, f"{per_fold:.0f}", cpu_h, per_step, _deviations(r)])
     if rows:
-        lines += [tabulate(rows, headers=["task", "backbone", "status", "MAE ± std", "epochs (best) per fold",
-                                          "wall per fold (s)", "deviations from the recipe"], tablefmt="github"), ""]
+        lines += [tabulate(rows, headers=["task", "backbone", "status", "MAE ± std over folds", "epochs (best) per fold",
+                                          "wall per fold (s)", "CPU-h, all folds", "CPU-ms per structure-epoch",
+                                          "deviations from the recipe"], tablefmt="github"), ""]
     have = {(r["task"]["name"], r["model"]["backbone"]["name"]) for r in tuned if r["status"] == "complete"}
     missing = [(t, b) for t, b in runs if (t, b) not in have]
     if missing:
