@@ -143,6 +143,17 @@ def _quickstart(args) -> int:
     return 0
 
 
+def _export_heads(args) -> int:
+    from hacknip_ase.pretrained import describe
+
+    from .harness.export import export_heads
+
+    export_heads(args.out, args.backbone, tasks=args.task, results_dir=args.results_dir, data_dir=args.data_dir,
+                 cache_dir=args.cache_dir, progress=not args.quiet)
+    print(describe(args.backbone, args.out))
+    return 0
+
+
 def _analyze(args) -> int:
     from .analysis import analyze_depth
 
@@ -231,6 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     analyze.add_argument("--cache-dir", default=None)
     analyze.add_argument("--quiet", "-q", action="store_true")
     analyze.set_defaults(run=_analyze)
+
+    export = commands.add_parser("export-heads", help="rebuild the shipped property heads (hacknip_ase/pretrained) "
+                                                      "from the benchmark data and leaderboard")
+    export.add_argument("--backbone", default="chgnet")
+    export.add_argument("--task", action="append", help="only this task (repeatable)")
+    export.add_argument("--results-dir", default="leaderboard/results")
+    export.add_argument("--out", default="hacknip_ase/pretrained/heads")
+    export.add_argument("--cache-dir", default=None)
+    export.add_argument("--quiet", "-q", action="store_true")
+    export.set_defaults(run=_export_heads)
 
     quick = commands.add_parser("quickstart", help="the whole pipeline on a generated EMT alloy task (offline, minutes)")
     quick.add_argument("--backbone", default="chgnet")

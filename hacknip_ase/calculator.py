@@ -19,9 +19,10 @@ class EmbeddingCalculator(Calculator):
         Registry name ("chgnet", "sevennet", "orb", "mace") or a built backbone.
     device : str
         Torch device used when ``backbone`` is a name.
-    heads : dict, optional
+    heads : dict, str or list, optional
         Property name -> saved predictor path (or loaded predictor); each adds a property
-        computed from the same forward pass.
+        computed from the same forward pass. ``"matbench"`` (or a list of names) attaches the
+        pretrained heads shipped for this backbone (:mod:`hacknip_ase.pretrained`).
     **backbone_options
         Passed to the backbone adapter (``model=``, ``weights=``, ``expand_supercell=`` ...).
 
@@ -36,7 +37,7 @@ class EmbeddingCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "forces", "stress", "embeddings", "node_embeddings"]
 
     def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str = "cpu",
-                 heads: dict | None = None, **backbone_options) -> None:
+                 heads: dict | str | list | None = None, **backbone_options) -> None:
         register_embedding_outputs()
         if isinstance(backbone, Backbone):
             self.backbone = get_backbone(backbone, **backbone_options)
@@ -45,6 +46,10 @@ class EmbeddingCalculator(Calculator):
         self.heads = {}
         super().__init__()
         self.implemented_properties = list(type(self).implemented_properties)
+        if isinstance(heads, str | list | tuple):
+            from .pretrained import pretrained_heads
+
+            heads = pretrained_heads(self.backbone.name, heads if isinstance(heads, str) else list(heads))
         for name, head in (heads or {}).items():
             self.add_head(name, head)
 

@@ -36,19 +36,29 @@ def _knn_mean_distance(queries: np.ndarray, reference: np.ndarray, k: int, *, ex
 
 
 class DomainDistance:
-    """Normalized k-nearest-neighbour distance to the training embeddings."""
+    """Normalized k-nearest-neighbour distance to the training embeddings.
 
-    def __init__(self, k: int = 5) -> None:
+    ``max_reference`` keeps a seeded random subset of at most that many training embeddings as
+    the reference set (shipped predictors stay small); the normalization is then that subset's
+    own leave-one-out spacing, so distances keep their meaning.
+    """
+
+    def __init__(self, k: int = 5, max_reference: int | None = None, random_state: int = 0) -> None:
         self.k = k
+        self.max_reference = max_reference
+        self.random_state = random_state
 
     def fit(self, X) -> DomainDistance:
         X = np.asarray(X, dtype=np.float64)
         if len(X) < 2:
             raise ValueError("the domain distance needs at least two training embeddings")
-        self.k_ = int(min(self.k, len(X) - 1))
         self.mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        if self.max_reference is not None and len(X) > self.max_reference:
+            keep = np.random.default_rng(self.random_state).permutation(len(X))[: self.max_reference]
+            X = X[np.sort(keep)]
+        self.k_ = int(min(self.k, len(X) - 1))
         # float32 halves the file; the same rounded set is used before and after saving
         self.train_ = ((X - self.mean_) / self.scale_).astype(np.float32)
         loo = _knn_mean_distance(self.train_, self.train_, self.k_, exclude_self=True)
@@ -61,12 +71,12 @@ class DomainDistance:
         return _knn_mean_distance((X - self.mean_) / self.scale_, self.train_, self.k_) / self.reference_
 
     def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return ({"k": self.k, "k_": self.k_, "reference_": self.reference_},
+        return ({"k": self.k, "k_": self.k_, "reference_": self.reference_, "max_reference": self.max_reference},
                 {"mean_": self.mean_, "scale_": self.scale_, "train_": self.train_})
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict) -> DomainDistance:
-        domain = cls(k=meta["k"])
+        domain = cls(k=meta["k"], max_reference=meta.get("max_reference"))
         domain.k_, domain.reference_ = meta["k_"], meta["reference_"]
         domain.mean_, domain.scale_, domain.train_ = arrays["mean_"], arrays["scale_"], arrays["train_"]
         return domain

@@ -75,7 +75,8 @@ class Predictor:
     def fit(cls, X, y, *, backbone, head="xgboost", task: str = "regression", target_name: str = "target",
             units: str = "", transform: str | None = None, depths=None, candidates="single", cv: int | str = "auto",
             validation_fraction: float | None = None, scoring: str | None = None, head_params: dict | None = None,
-            tune_trials: int = 0, tune_patience: int = 10, random_state: int = 0, progress: bool = False) -> Predictor:
+            tune_trials: int = 0, tune_patience: int = 10, random_state: int = 0, progress: bool = False,
+            domain_max_reference: int | None = None) -> Predictor:
         """Train on embeddings ``X`` ((n, n_depths, dim), or a list of them for multi-NIP).
 
         ``backbone`` is the BackboneInfo (or built Backbone, or list for multi-NIP) that made
@@ -86,6 +87,7 @@ class Predictor:
         small data, fewer folds or one 20 % hold-out for large data or slow heads), the rule the
         benchmarks use. ``random_state`` seeds the inner splits and the head.
         ``tune_trials`` > 0 runs the Optuna MODNet search on the chosen features (modnet head).
+        ``domain_max_reference`` caps the applicability domain's reference set (seeded subset).
 
         ``selection`` then records the curve, the scheme and ``held_out``: the inner-split
         predictions of the chosen depth(s) (values, or P(class 1)) at training ``rows``, made
@@ -147,7 +149,8 @@ class Predictor:
         head_params_used = fitted.get_params(deep=False)
         seeds = {"random_state": random_state, "head_random_state": head_params_used.get("random_state")}
         return cls(fitted, chosen, infos, target_name=target_name, units=units, task=task,
-                   domain=DomainDistance().fit(features), n_train=len(y), seeds=seeds, selection=selection)
+                   domain=DomainDistance(max_reference=domain_max_reference, random_state=random_state).fit(features),
+                   n_train=len(y), seeds=seeds, selection=selection)
 
     @staticmethod
     def _make_head(head, task, transform, params, random_state):

@@ -1,7 +1,8 @@
 """Target transforms applied before fitting a regressor and inverted on predict.
 
-``log10`` suits positive, log-normally spread targets (moduli); ``neglog1m`` (-log10(1 - x))
-stretches targets in [0, 1) that crowd towards 1 (e.g. efficiencies, fractions).
+``log10`` (or ``ln``) suits positive, log-normally spread targets (moduli, critical
+temperatures); ``neglog1m`` (-log10(1 - x)) stretches targets in [0, 1) that crowd towards 1
+(e.g. efficiencies, fractions).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 
 def _check_positive(y):
     if np.any(~(y > 0)):
-        raise ValueError("the log10 transform needs targets > 0")
+        raise ValueError("the log10 and ln transforms need targets > 0")
     return np.log10(y)
 
 
@@ -24,6 +25,7 @@ def _check_below_one(y):
 #: name -> (forward, inverse)
 TRANSFORMS = {
     "log10": (_check_positive, lambda z: np.power(10.0, z)),
+    "ln": (lambda y: _check_positive(y) * np.log(10.0), np.exp),  # ln y = log10 y * ln 10
     "neglog1m": (_check_below_one, lambda z: 1.0 - np.power(10.0, -z)),
 }
 ALIASES = {"-log10(1-x)": "neglog1m"}

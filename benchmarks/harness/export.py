@@ -1,0 +1,124 @@
+"""``hacknip-bench export-heads``: the shipped property heads (:mod:`hacknip_ase.pretrained`),
+rebuilt from the benchmark data.
+
+Per task and backbone: the head (XGBoost or MLP) with the lower mean MAE in that backbone's
+leaderboard rows, trained through :meth:`hacknip_ase.heads.Predictor.fit` on every row of the
+dataset, its depth chosen by inner CV on that data (the benchmarks' size rule), seed 0; the
+property is given in the dataset's physical units (moduli in GPa from Matbench's log10 targets,
+Tc in K from 3DSC's ln Tc) through a target transform that makes the fitted target exactly the
+benchmark's. The applicability domain keeps a seeded subset of ``DOMAIN_REFERENCE`` training
+embeddings so that the files stay small. ``index.json`` records each head's provenance and the
+cross-validated MAE of its leaderboard row (the benchmark's own folds).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .results import git_info, iter_results
+from .run import DEFAULT_RESULTS_DIR, embed, load_task
+
+#: Training embeddings kept as each head's applicability-domain reference.
+DOMAIN_REFERENCE = 2000
+#: Heads a shipped predictor may use: pure numpy/scikit-learn/XGBoost at prediction time.
+SHIPPABLE_HEADS = ("xgboost", "mlp")
+HEAD_PARAMS = {"mlp": {"max_iter": 300}}  # as in benchmarks/suites/offline.toml
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    task: str
+    name: str  #: ASE property name
+    units: str
+    dataset: str
+    transform: str | None  #: fitted target = transform(property) = the benchmark's target
+    to_property: str  #: how the benchmark target becomes the property ("identity", "10**", "exp")
+    cv_units: str
+
+
+SPECS = (
+    HeadSpec("matbench_log_gvrh", "shear_modulus_vrh", "GPa", "Matbench v0.1 log_gvrh", "log10", "10**", "log10(GPa)"),
+    HeadSpec("matbench_log_kvrh", "bulk_modulus_vrh", "GPa", "Matbench v0.1 log_kvrh", "log10", "10**", "log10(GPa)"),
+    HeadSpec("matbench_dielectric", "refractive_index", "", "Matbench v0.1 dielectric", None, "identity", ""),
+    HeadSpec("matbench_jdft2d", "exfoliation_energy", "meV/atom", "Matbench v0.1 jdft2d", None, "identity",
+             "meV/atom"),
+    HeadSpec("matbench_phonons", "last_phdos_peak", "cm^-1", "Matbench v0.1 phonons", None, "identity", "cm^-1"),
+    HeadSpec("matbench_perovskites", "perovskite_formation_energy", "eV/cell", "Matbench v0.1 perovskites", None,
+             "identity", "eV/cell"),
+    HeadSpec("3dsc_mp", "superconducting_tc", "K", "3DSC_MP (Sommer et al. 2023)", "ln", "exp", "ln(K)"),
+)
+_TO_PROPERTY = {"identity": lambda y: y, "10**": lambda y: np.power(10.0, y), "exp": np.exp}
+
+
+def leaderboard_rows(results_dir, task: str, backbone: str) -> dict:
+    """{head: record} of the complete frozen rows of ``task`` x ``backbone`` for shippable heads."""
+    rows = {}
+    for _, record in iter_results(results_dir):
+        model = record.get("model", {})
+        if (record["task"]["name"] == task and model.get("kind") == "frozen" and record.get("status") == "complete"
+                and model.get("backbone", {}).get("name") == backbone and model.get("head") in SHIPPABLE_HEADS):
+            rows[model["head"]] = record
+    return rows
+
+
+def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=DEFAULT_RESULTS_DIR, data_dir=None,
+                 cache_dir=None, progress: bool = True) -> list[dict]:
+    """Train and save the heads of ``tasks`` (default: all of :data:`SPECS`); returns their index entries."""
+    from tqdm.auto import tqdm
+
+    from hacknip_ase.backbones import get_backbone
+    from hacknip_ase.heads import Predictor
+
+    from ..tasks import get_task
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    nip = get_backbone(backbone)
+    specs = [s for s in SPECS if tasks is None or s.task in tasks]
+    entries = []
+    for spec in tqdm(specs, desc=f"export heads {backbone}", unit="head", disable=not progress):
+        start, cpu = time.perf_counter(), time.process_time()
+        rows = leaderboard_rows(results_dir, spec.task, backbone)
+        if not rows:
+            raise FileNotFoundError(f"no complete xgboost/mlp result of {spec.task} with {backbone} in {results_dir}: "
+                                    "run the benchmark first (its configuration and CV error are shipped)")
+        head, record = min(rows.items(), key=lambda kv: kv[1]["summary"]["mae"]["mean"])
+        task = get_task(spec.task)
+        data = load_task(task, nip, data_dir=data_dir, progress=progress)
+        X, present, _ = embed(data, nip, cache_dir=cache_dir, progress=progress)
+        y = _TO_PROPERTY[spec.to_property](np.asarray(data.targets, dtype=float)[present])
+        predictor = Predictor.fit(X[present], y, backbone=nip.info, head=head, head_params=HEAD_PARAMS.get(head),
+                                  transform=spec.transform, target_name=spec.name, units=spec.units, random_state=0,
+                                  domain_max_reference=DOMAIN_REFERENCE)
+        path = out / f"{backbone}__{spec.name}.hnp"
+        predictor.save(path)
+        summary = record["summary"]["mae"]
+        entries.append({
+            "name": spec.name, "backbone": backbone, "model": nip.info.model, "weights_sha256": nip.info.weights_sha256,
+            "file": path.name, "size_bytes": path.stat().st_size, "units": spec.units, "transform": spec.transform,
+            "dataset": spec.dataset, "task": spec.task, "n_train": int(present.sum()), "head": head,
+            "depths": predictor.metadata()["depths_label"], "cv_mae": summary["mean"], "cv_std": summary["std"],
+            "cv_units": spec.cv_units, "cv_protocol": record["task"]["split"],
+            "cv_result": f"leaderboard/results/{spec.task}/{backbone}__{head}.json",
+            "seconds": {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu},
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "git": git_info()})
+    _write_index(out, entries)
+    return entries
+
+
+def _write_index(out: Path, entries: list[dict]) -> None:
+    from hacknip_ase.cache import atomic_write
+
+    path = out / "index.json"
+    old = json.loads(path.read_text())["heads"] if path.is_file() else []
+    replaced = {(e["backbone"], e["name"]) for e in entries}
+    heads = [h for h in old if (h["backbone"], h["name"]) not in replaced] + entries
+    heads.sort(key=lambda h: (h["backbone"], [s.name for s in SPECS].index(h["name"]) if h["name"] in
+                              [s.name for s in SPECS] else 99))
+    atomic_write(path, (json.dumps({"format": "hacknip-ase pretrained heads", "heads": heads}, indent=1) + "\n").encode())
