@@ -331,6 +331,7 @@ def fit_table(path, out, *, target: str, smiles: str | None = None, structures: 
     """
     from .backbones import get_backbone
     from .heads import Predictor
+    from .heads.predictor import pbc_kind
     from .heads.estimators import HEADS
 
     from .heads.transforms import TRANSFORMS, canonical
@@ -383,6 +384,7 @@ def fit_table(path, out, *, target: str, smiles: str | None = None, structures: 
     seconds["select and fit"] = time.perf_counter() - t
     predictor.inputs = {"kind": inputs.kind, "column": inputs.column, "relax": relax if inputs.kind == "smiles" else None,
                         "id_column": id_column, "source": Path(path).name}
+    predictor.training_pbc = pbc_kind([inputs.structures[i] for i in rows])
     out.parent.mkdir(parents=True, exist_ok=True)
     predictor.save(out)
     held = predictor.selection["held_out"]
@@ -498,7 +500,7 @@ def predict_table(model, path, out, *, smiles: str | None = None, structures: st
     values, probability, distance = (np.full(len(inputs), np.nan) for _ in range(3))
     embeddings = [x[rows] for x in X] if len(X) > 1 else X[0][rows]
     if len(rows):
-        distance[rows] = predictor.domain_distance(embeddings)
+        distance[rows] = predictor.domain_distance(embeddings, [bool(inputs.structures[i].pbc.all()) for i in rows])
         if predictor.task == "classification":
             probability[rows] = predictor.predict_proba_embeddings(embeddings)[:, 1]
             values[rows] = np.asarray(predictor.head.classes_)[(probability[rows] >= 0.5).astype(int)]

@@ -7,7 +7,8 @@ dataset, its depth chosen by inner CV on that data (the benchmarks' size rule), 
 property is given in the dataset's physical units (moduli in GPa from Matbench's log10 targets,
 Tc in K from 3DSC's ln Tc) through a target transform that makes the fitted target exactly the
 benchmark's. The applicability domain keeps a seeded subset of ``DOMAIN_REFERENCE`` training
-embeddings so that the files stay small. ``index.json`` records each head's provenance and the
+embeddings so that the files stay small, and the training structures' periodicity (all
+periodic here), so that a molecule gets an infinite domain distance. ``index.json`` records each head's provenance and the
 cross-validated MAE of its leaderboard row (the benchmark's own folds).
 """
 
@@ -74,6 +75,7 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
 
     from hacknip_ase.backbones import get_backbone
     from hacknip_ase.heads import Predictor
+    from hacknip_ase.heads.predictor import pbc_kind
 
     from ..tasks import get_task
 
@@ -96,6 +98,7 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
         predictor = Predictor.fit(X[present], y, backbone=nip.info, head=head, head_params=HEAD_PARAMS.get(head),
                                   transform=spec.transform, target_name=spec.name, units=spec.units, random_state=0,
                                   domain_max_reference=DOMAIN_REFERENCE)
+        predictor.training_pbc = pbc_kind([data.inputs[i] for i in np.flatnonzero(present)])
         path = out / f"{backbone}__{spec.name}.hnp"
         predictor.save(path)
         summary = record["summary"]["mae"]

@@ -55,7 +55,7 @@ class Predictor:
     def __init__(self, head, depths, backbones: Sequence, *, target_name: str, units: str = "",
                  task: str = "regression", domain: DomainDistance | None = None, n_train: int | None = None,
                  seeds: dict | None = None, selection: dict | None = None, versions: dict | None = None,
-                 inputs: dict | None = None):
+                 inputs: dict | None = None, training_pbc: str | None = None):
         self.head = head
         self.backbones = [_info_dict(b) for b in backbones]
         self.depths = normalize_candidate(depths, len(self.backbones))
@@ -69,6 +69,9 @@ class Predictor:
         self.versions = versions or _versions()
         #: how inputs became structures (``hacknip fit``: table columns, molecule recipe), reused by predict
         self.inputs = inputs
+        #: "all" (every training structure fully periodic), "none" (none periodic: molecules),
+        #: "mixed", or None (not recorded): a structure of a kind the head never saw is out of domain
+        self.training_pbc = training_pbc
 
     # -- training ------------------------------------------------------------------------
     @classmethod
@@ -177,8 +180,11 @@ class Predictor:
                        backbone_options: dict | None = None, **fit_options) -> Predictor:
         """Embed ase Atoms with ``backbone`` (name, built Backbone, or list) and :meth:`fit`."""
         backbones = _built(backbone, backbone_options)
+        structures = list(structures)
         X = [embed(b, structures, batch_size) for b in backbones]
-        return cls.fit(X if len(X) > 1 else X[0], targets, backbone=[b.info for b in backbones], **fit_options)
+        predictor = cls.fit(X if len(X) > 1 else X[0], targets, backbone=[b.info for b in backbones], **fit_options)
+        predictor.training_pbc = pbc_kind(structures)
+        return predictor
 
     # -- prediction ----------------------------------------------------------------------
     def features(self, embeddings) -> np.ndarray:
@@ -202,9 +208,18 @@ class Predictor:
             raise ValueError("predict_proba is for classification predictors")
         return self.head.predict_proba(self.features(embeddings))
 
-    def domain_distance(self, embeddings) -> np.ndarray:
-        """Normalized nearest-neighbour distance to the training embeddings (see :mod:`.domain`)."""
-        return self.domain.distance(self.features(embeddings))
+    def domain_distance(self, embeddings, periodic=None) -> np.ndarray:
+        """Normalized nearest-neighbour distance to the training embeddings (see :mod:`.domain`).
+
+        ``periodic`` (one bool per row, or one for all): a structure whose periodicity the
+        training set never had (a molecule for a head trained on crystals only, or the reverse)
+        gets ``inf``, whatever its embedding.
+        """
+        distance = self.domain.distance(self.features(embeddings))
+        if periodic is not None and self.training_pbc in ("all", "none"):
+            unseen = ~np.asarray(periodic, dtype=bool) if self.training_pbc == "all" else np.asarray(periodic, dtype=bool)
+            distance = np.where(np.broadcast_to(unseen, distance.shape), np.inf, distance)
+        return distance
 
     def embed(self, structures, backbone=None, batch_size: int = 32):
         """Embeddings of ``structures`` from the backbone(s) this predictor was trained on."""
@@ -262,12 +277,13 @@ class Predictor:
             register_output(prop, (), float)
         return names
 
-    def predict_properties(self, name: str, embeddings) -> dict:
-        """ASE results for one structure: value, (probability,) domain distance."""
+    def predict_properties(self, name: str, embeddings, periodic: bool | None = None) -> dict:
+        """ASE results for one structure: value, (probability,) domain distance (inf for a
+        structure whose periodicity the training set never had, see :meth:`domain_distance`)."""
         features = self.features(embeddings)
         if len(features) != 1:
             raise ValueError("predict_properties takes the embeddings of one structure")
-        results = {f"{name}_domain_distance": float(self.domain.distance(features)[0])}
+        results = {f"{name}_domain_distance": float(self.domain_distance(embeddings, periodic)[0])}
         if self.task == "classification":
             proba = self.head.predict_proba(features)[0]
             results[f"{name}_probability"] = float(proba[1])
@@ -285,7 +301,7 @@ class Predictor:
             "backbones": self.backbones, "depths": [list(p) for p in self.depths],
             "depths_label": candidate_label(self.depths, [r["name"] for r in self.backbones]),
             "n_train": self.n_train, "seeds": self.seeds, "selection": self.selection, "versions": self.versions,
-            "inputs": self.inputs,
+            "inputs": self.inputs, "training_pbc": self.training_pbc,
         }
 
     def save(self, path) -> None:
@@ -372,7 +388,17 @@ def _load(path, trust: bool) -> Predictor:
     return Predictor(head, [tuple(p) for p in meta["depths"]], meta["backbones"], target_name=meta["target_name"],
                      units=meta["units"], task=meta["task"], domain=domain, n_train=meta["n_train"],
                      seeds=meta["seeds"], selection=meta["selection"], versions=meta["versions"],
-                     inputs=meta.get("inputs"))
+                     inputs=meta.get("inputs"), training_pbc=meta.get("training_pbc"))
+
+
+def pbc_kind(structures) -> str | None:
+    """"all", "none" or "mixed": whether the structures are fully periodic (None if there are none)."""
+    from ..structures import as_atoms
+
+    periodic = {bool(as_atoms(s).pbc.all()) for s in structures}
+    if not periodic:
+        return None
+    return "mixed" if len(periodic) == 2 else ("all" if periodic == {True} else "none")
 
 
 def _built(backbone, options) -> list:

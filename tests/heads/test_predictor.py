@@ -146,3 +146,25 @@ def test_fit_structures_convenience(alloys, embeddings, chgnet):
     assert predictor.n_train == 40 and predictor.backbones[0]["weights_sha256"] == chgnet.info.weights_sha256
     np.testing.assert_allclose(predictor.predict(structures[40:45], backbone=chgnet),
                                predictor.predict_embeddings(embeddings[40:45]), rtol=1e-6)
+
+
+def test_a_structure_of_a_periodicity_never_trained_on_is_out_of_domain(embeddings, alloys, split, chgnet, tmp_path):
+    from ase.build import bulk, molecule
+
+    from hacknip_ase import EmbeddingCalculator
+    from hacknip_ase.heads.predictor import pbc_kind
+
+    assert pbc_kind([bulk("Si"), bulk("Cu")]) == "all" and pbc_kind([molecule("H2O")]) == "none"
+    assert pbc_kind([bulk("Si"), molecule("H2O")]) == "mixed"
+    train, _ = split
+    predictor = Predictor.fit(embeddings[train], alloys[1][train], backbone=chgnet.info, head="ridge", depths=2,
+                              target_name="e")
+    predictor.training_pbc = "all"  # crystals only, as Predictor.fit_structures records for alloy cells
+    predictor.save(tmp_path / "e.hnp")
+    calc = EmbeddingCalculator(chgnet, heads={"e": tmp_path / "e.hnp"})
+    crystal, water = bulk("Cu", "fcc", a=3.6), molecule("H2O")
+    crystal.calc, water.calc = calc, calc
+    assert np.isfinite(crystal.get_properties(["e_domain_distance"])["e_domain_distance"])
+    assert water.get_properties(["e_domain_distance"])["e_domain_distance"] == np.inf
+    assert np.isfinite(water.get_properties(["e"])["e"])  # still predicted, but flagged
+    assert load_predictor(tmp_path / "e.hnp").training_pbc == "all"
