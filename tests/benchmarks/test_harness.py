@@ -228,3 +228,24 @@ def test_a_fold_predictor_is_the_saved_kind_and_serves_the_calculator(tmp_path, 
     atoms.calc = EmbeddingCalculator(backbone=nip, heads={"emt": str(tmp_path / "winner.hnp")})
     assert atoms.get_properties(["emt"])["emt"] == pytest.approx(predictor.predict_embeddings(X[split.test[:1]])[0],
                                                                  abs=1e-4)
+
+
+def test_git_state_counts_code_not_the_results_a_run_writes(tmp_path):
+    import subprocess
+
+    from benchmarks.harness.results import git_info
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "leaderboard").mkdir()
+    (tmp_path / "leaderboard" / "row.json").write_text("{}\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert git_info(tmp_path)["dirty"] is False
+    (tmp_path / "leaderboard" / "row.json").write_text('{"folds": []}\n')  # a run rewrote its result
+    assert git_info(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_info(tmp_path)["dirty"] is True
