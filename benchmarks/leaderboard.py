@@ -188,14 +188,18 @@ def _generic_section(records, tasks, figures_rel, not_run) -> list[str]:
             cells = []
             for k in metrics:
                 s = r["summary"].get(k)
-                cells.append(f"{_fmt(s['mean'])} ± {_fmt(s['std'], 2)}" if s else "-")
+                if k.startswith("n_"):  # a count per fold (unseen-host test rows): its total says more
+                    cells.append(str(int(sum(f["metrics"][k] for f in r["folds"]))) if s else "-")
+                else:
+                    cells.append(f"{_fmt(s['mean'])} ± {_fmt(s['std'], 2)}" if s else "-")
             rows.append([model_name(r) + _status(r), *cells, r["task"]["n_rows"], _depths(r),
                          f"{r['timing'].get('load', 0):.0f}", _featurize_seconds(r),
                          f"{r['timing'].get('total', 0):.0f}"])
         if not mine:
             rows.append(["HackNIP (CHGNet, SevenNet)", not_run.get(task.name, "not run")] + ["-"] * (len(metrics) + 4))
         lines += [f"### {task.name} ({task.split_description})", "",
-                  tabulate(rows, headers=["model", *[f"{m} (mean ± std)" for m in metrics], "n", "depth per split",
+                  tabulate(rows, headers=["model", *[f"{m} (total)" if m.startswith("n_") else f"{m} (mean ± std)"
+                                                    for m in metrics], "n", "depth per split",
                                           "load (s)", "featurize (s)", "wall (s)"], tablefmt="github"), ""]
         if task.size_note:
             lines += [f"n: {task.size_note}.", ""]
@@ -283,8 +287,9 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
              f"Rendered by `hacknip-bench leaderboard` on {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC from "
              f"{len(records)} result files in `{os.path.relpath(results_dir, out.parent)}/`. Every HackNIP row is "
              "measured here: frozen NIP embeddings (mean-pooled per depth), the depth chosen per outer fold by "
-             "inner cross-validation on that fold's training rows only, then the head refitted on them and scored "
-             "on the official test fold. Published rows are copied from the sources in "
+             "inner cross-validation on that fold's training rows only (MoleculeNet: on the split's validation "
+             "part), then the head refitted on them (MoleculeNet: train + valid) and scored on the official test "
+             "fold. What each ± varies over is in the task's heading. Published rows are copied from the sources in "
              "`benchmarks/reference/matbench_v0.1.json`. 'featurize (s)' is the cold-cache featurization of the "
              "task with that backbone (shared by all heads: embeddings are cached); 'wall (s)' is the run itself "
              "(load, cached embeddings, depth selection, fits and predictions of all folds).",

@@ -134,3 +134,7 @@ class MoleculeBuildError(InvalidStructureError):
 class TableError(HackNIPError):
     """A table of training or prediction data is empty, lacks a named column, or holds values
     that cannot be used (a non-numeric target, duplicate ids)."""
+
+
+class PartialOccupancyError(InvalidStructureError):
+    """A structure has partially occupied sites and the chosen policy does not reduce them."""

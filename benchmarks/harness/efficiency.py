@@ -168,7 +168,8 @@ def run_frozen(task, data, X, present, splits, nip, *, head: str, fraction: floa
             y_pred[~present[test]] = float(np.mean(targets[train]))
             seconds = {"total": time.perf_counter() - t_fold}
             fold_seconds += seconds["total"]
-            writer.add_fold(split.name, metrics=task.score(targets[test], y_pred), ids=[data.ids[i] for i in test],
+            writer.add_fold(split.name, metrics=task.score_split(data, replace(split, train=train, test=test), y_pred),
+                            ids=[data.ids[i] for i in test],
                             y_true=targets[test], y_pred=y_pred, seed=split.seed, n_train=len(train),
                             best_depths=[d for _, d in predictor.depths],
                             selection_curve=predictor.selection["curve"], seconds=seconds, selection=scheme,

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +325,7 @@ def finetune_fold(job: FoldJob, data, nip, split) -> dict:
     # CPU-ms per training structure per epoch (an epoch's time covers its training steps, not the validation pass)
     seconds["cpu_ms_per_structure_epoch"] = 1000 * seconds["cpu_epoch_mean"] / max(1, n_fit)
     return dict(
-        metrics=task.score(targets[test], y_pred), ids=[data.ids[i] for i in test],
+        metrics=task.score_split(data, replace(split, train=train, test=test), y_pred), ids=[data.ids[i] for i in test],
         y_true=targets[test], y_pred=y_pred, seed=split.seed, n_train=len(train), n_valid=len(split.valid),
         best_depths=[nip.info.n_depths - 1], seconds=seconds,
         training={"n_epochs": tuner.n_epochs_, "best_epoch": tuner.best_epoch_,

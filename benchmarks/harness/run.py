@@ -3,8 +3,9 @@
 Flow: load the task (molecule tasks relax their molecules with the same backbone), featurize
 every structure once through the engine and its cache, then per official split: fit a
 :class:`hacknip_ase.heads.Predictor` on the training rows only (it chooses the depth by inner
-cross-validation on them and refits; the object ``hacknip fit`` saves), predict the test rows,
-score with the task's own metrics. Each finished fold is written
+cross-validation on them, or on the split's validation part for tasks with
+``select_on_valid``, and refits on train + valid; the object ``hacknip fit`` saves), predict the
+test rows, score with the task's own metrics (:meth:`Task.score_split`). Each finished fold is written
 at once (:class:`ResultWriter`), so a killed run resumes after its last finished fold. Matbench
 tasks also get matbench's own ``results.json.gz``.
 """
@@ -27,13 +28,16 @@ DEFAULT_RESULTS_DIR = Path("leaderboard") / "results"
 #: Seed of the inner selection splits and of every head.
 DEFAULT_SEED = 0
 MOLECULE_FAMILIES = ("moleculenet", "electrolytes")
+VALID_RULE = ("depth chosen on each split's validation part (heads fitted on its training part), "
+              "then the head refitted on train + valid")
 
 
 def fit_predictor(X, y, nip, head: str, task_type: str, *, seed: int, head_params: Mapping | None = None,
                   inner_cv: int | None = None, holdout: float | None = None, scheme: Mapping | None = None,
                   target_name: str = "target"):
     """The :class:`~hacknip_ase.heads.Predictor` of one training part (selection and seeding are
-    :meth:`Predictor.fit`'s; ``scheme`` fixes cv / validation_fraction instead of the size rule)."""
+    :meth:`Predictor.fit`'s; ``scheme`` fixes cv (folds or a splitter of these rows) /
+    validation_fraction instead of the size rule)."""
     from hacknip_ase.heads import Predictor
     from hacknip_ase.heads.selection import selection_scheme
 
@@ -137,6 +141,7 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
 
     from hacknip_ase.backbones import get_backbone
     from hacknip_ase.featurize import versions as feature_versions
+    from hacknip_ase.heads.selection import validation_split
 
     from ..tasks import CLASSIFICATION, get_task
     from .results import run_versions
@@ -159,7 +164,8 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     all_splits = list(task.splits(data))
     header = {
         "task": task_header(task, data, n_featurize_skipped=int((~present).sum())),
-        "model": frozen_model(nip, head, head_params, classification, inner_cv=inner_cv, holdout=holdout),
+        "model": frozen_model(nip, head, head_params, classification, inner_cv=inner_cv, holdout=holdout,
+                              rule=VALID_RULE if task.select_on_valid else None),
         "seeds": {"head": seed, "selection": seed, "split": sorted({s.seed for s in all_splits} - {None}),
                   **({"per_split": "head and selection of split seed_k seeded with head seed + k"}
                      if task.seeded_replicates else {})},
@@ -185,33 +191,40 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
             t_fold = time.perf_counter()
             train = split.train[present[split.train]]  # rows the backbone could not embed cannot train
             test = np.asarray(split.test)
+            scheme = None
+            if task.select_on_valid:
+                valid = split.valid[present[split.valid]]
+                scheme = {"cv": validation_split(len(train), len(valid)), "validation_fraction": None}
+                fit_rows = np.concatenate([train, valid])
+            else:
+                fit_rows = train
             fold_seed = seed + split.seed if task.seeded_replicates and split.seed is not None else seed
             labels = range(targets.shape[1]) if multi else [None]
             preds, best, curves, seconds = [], [], [], {"select_fit": 0.0, "predict": 0.0}
             for k in labels:
                 y = targets[:, k] if multi else targets
                 t = time.perf_counter()
-                predictor = fit_predictor(X[train], y[train], nip, head, task.task_type, seed=fold_seed,
+                predictor = fit_predictor(X[fit_rows], y[fit_rows], nip, head, task.task_type, seed=fold_seed,
                                           head_params=head_params, inner_cv=inner_cv, holdout=holdout,
-                                          target_name=data.target_names[k or 0])  # training rows only
+                                          scheme=scheme, target_name=data.target_names[k or 0])  # no test row
                 seconds["select_fit"] += time.perf_counter() - t
                 t = time.perf_counter()
                 pred = predict_scores(predictor, X[test], classification)
                 # a test row without an embedding gets the training mean (counted in n_imputed)
-                pred[~present[test]] = float(np.mean(y[train]))
+                pred[~present[test]] = float(np.mean(y[fit_rows]))
                 seconds["predict"] += time.perf_counter() - t
                 preds.append(pred)
                 best.append([d for _, d in predictor.depths])
                 curves.append(predictor.selection["curve"])
-                scheme = {key: predictor.selection[key] for key in ("cv", "validation_fraction")}
+                used = {key: predictor.selection[key] for key in ("cv", "validation_fraction")}
             y_pred = np.column_stack(preds) if multi else preds[0]
-            metrics = task.score(targets[test], y_pred)
+            metrics = task.score_split(data, split, y_pred)
             seconds["total"] = time.perf_counter() - t_fold
             fold_seconds += seconds["total"]
             writer.add_fold(split.name, metrics=metrics, ids=[data.ids[i] for i in test], y_true=targets[test],
                             y_pred=y_pred, seed=split.seed, n_train=len(train), n_valid=len(split.valid),
                             best_depths=best if multi else best[0], selection_curve=curves if multi else curves[0],
-                            seconds=seconds, selection=scheme, n_imputed=int((~present[test]).sum()),
+                            seconds=seconds, selection=used, n_imputed=int((~present[test]).sum()),
                             head_seed=fold_seed)
     finally:
         limiter.restore_original_limits()

@@ -27,7 +27,7 @@ class Split:
     name: str  #: "fold_0", "seed_3" ...
     train: np.ndarray
     test: np.ndarray
-    valid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  #: DeepChem's valid part
+    valid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  #: MoleculeNet's valid part
     seed: int | None = None
 
     def __iter__(self):
@@ -70,6 +70,9 @@ class Task(abc.ABC):
     #: Splits are seeded replicates ("seed_k"): the head and depth selection of split k are seeded
     #: with run seed + k, so replicates of a deterministic split (scaffold) still vary the model.
     seeded_replicates: bool = False
+    #: Depth and head chosen on the split's ``valid`` part (head fitted on ``train``), then refitted on
+    #: train + valid, as MoleculeNet intends; otherwise by inner CV on ``train``.
+    select_on_valid: bool = False
 
     @property
     @abc.abstractmethod
@@ -96,6 +99,10 @@ class Task(abc.ABC):
         if self.task_type == CLASSIFICATION:
             return classification_scores(y_true, y_pred)
         return regression_scores(y_true, y_pred)
+
+    def score_split(self, data: TaskData, split: Split, y_pred) -> dict[str, float]:
+        """Metrics of one split's test predictions; tasks add split-aware ones (unseen-host MAE)."""
+        return self.score(np.asarray(data.targets)[split.test], y_pred)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} ({self.family}, {self.task_type})>"
@@ -126,9 +133,10 @@ def classification_scores(y_true, y_prob, threshold: float = 0.5) -> dict[str, f
     return scores
 
 
-def kfold_splits(n: int, *, n_splits: int = 5, seed: int) -> Iterator[Split]:
-    """Shuffled k-fold (80/20 for k=5), the scheme Matbench uses, with a recorded seed."""
+def kfold_splits(n: int, *, n_splits: int = 5, seed: int, prefix: str = "") -> Iterator[Split]:
+    """Shuffled k-fold (80/20 for k=5), the scheme Matbench uses, with a recorded seed;
+    split names are ``f"{prefix}fold_{k}"``."""
     from sklearn.model_selection import KFold
 
     for k, (train, test) in enumerate(KFold(n_splits, shuffle=True, random_state=seed).split(np.arange(n))):
-        yield Split(f"fold_{k}", train, test, seed=seed)
+        yield Split(f"{prefix}fold_{k}", train, test, seed=seed)

@@ -31,11 +31,12 @@ import numpy as np
 from hacknip_ase.errors import DataFormatError, InvalidStructureError
 
 from ..data import DataFile, locate
-from .base import REGRESSION, Excluded, Split, Task, TaskData
+from .base import REGRESSION, Excluded, Split, Task, TaskData, kfold_splits
 from hacknip_ase.molecules import RelaxSettings, build_molecules, parse_smiles
 
+#: Seeds of the five repeats of 5-fold CV: every row is tested once per repeat.
 SEEDS = (0, 1, 2, 3, 4)
-TEST_SIZE = 0.3
+N_FOLDS = 5
 #: Relative tolerance when matching an implied solvent molarity to the database.
 MOLARITY_TOLERANCE = 0.02
 URL = "https://www.pnas.org/doi/suppl/10.1073/pnas.2214357120/suppl_file/pnas.2214357120.sd01.xlsx"
@@ -167,7 +168,8 @@ class CoulombicEfficiencyTask(Task):
     seeded_replicates = True
     task_type = REGRESSION
     metrics = ("mae", "mse")
-    split_description = f"5 random 70/30 splits, seeds {SEEDS[0]}-{SEEDS[-1]}"
+    split_description = (f"repeated {N_FOLDS}-fold CV, {len(SEEDS)} repeats (KFold shuffle, seeds {SEEDS[0]}-{SEEDS[-1]}); "
+                         f"± over the {N_FOLDS * len(SEEDS)} test folds")
     literature_size = 124
     size_note = "150 rows in Dataset S1; rows whose formulation cannot be read from the sheet are excluded"
 
@@ -229,11 +231,8 @@ class CoulombicEfficiencyTask(Task):
                         notes=notes, meta={"smiles": {n: m.smiles for n, m in used.items()}})
 
     def splits(self, data: TaskData) -> Iterator[Split]:
-        from sklearn.model_selection import train_test_split
-
         for seed in SEEDS:
-            train, test = train_test_split(np.arange(len(data)), test_size=TEST_SIZE, random_state=seed)
-            yield Split(f"seed_{seed}", np.sort(train), np.sort(test), seed=seed)
+            yield from kfold_splits(len(data), n_splits=N_FOLDS, seed=seed, prefix=f"seed_{seed}_")
 
 
 def mixture_embeddings(mixtures, embeddings: Mapping[str, np.ndarray]) -> np.ndarray:

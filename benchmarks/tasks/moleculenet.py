@@ -1,16 +1,20 @@
 """MoleculeNet BACE, BBBP and ClinTox through DeepChem's loaders and splitters.
 
-SMILES are read by DeepChem's MoleculeNet loader (no featurization), turned into relaxed 3D
-molecules by :mod:`hacknip_ase.molecules`, and split by DeepChem: scaffold split for BACE and BBBP,
-random split for ClinTox, 80/10/10, seeds 0-4. Splits are computed on every RDKit-parsable
-molecule (the same for every backbone); molecules whose 3D build or relaxation fails with a
-backbone are then removed from each split and listed in ``TaskData.excluded``.
+SMILES are read by DeepChem's MoleculeNet loader (no featurization) and turned into relaxed 3D
+molecules by :mod:`hacknip_ase.molecules`. BACE and BBBP use five seeded *random scaffold*
+splits 80/10/10 (:func:`random_scaffold_split`, the balanced scaffold split of chemprop that
+GEM and MolCLR report): DeepChem's ScaffoldSplitter is deterministic, so its five "seeds" would
+share one test set. ClinTox uses DeepChem's random split, seeds 0-4. The depth and head are
+chosen on each split's validation part (``Task.select_on_valid``). Splits are computed on every
+RDKit-parsable molecule (the same for every backbone); molecules whose 3D build or relaxation
+fails with a backbone are then removed from each split and listed in ``TaskData.excluded``.
 """
 
 from __future__ import annotations
 
+import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +25,56 @@ from ..data import DataFile, locate
 from .base import CLASSIFICATION, Excluded, Split, Task, TaskData
 from hacknip_ase.molecules import RelaxSettings, build_molecules, parse_smiles
 
-#: Seeds of the five splits (ScaffoldSplitter is deterministic: its five splits are identical,
-#: the seed then only varies the head).
+#: Seeds of the five splits (each also seeds its head: ``seeded_replicates``).
 SEEDS = (0, 1, 2, 3, 4)
 FRACTIONS = {"frac_train": 0.8, "frac_valid": 0.1, "frac_test": 0.1}
 _BUCKET = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/"
 
 
+def scaffold_sets(smiles: Sequence[str]) -> list[list[int]]:
+    """Positions grouped by Bemis-Murcko scaffold (no chirality, as DeepChem's ScaffoldSplitter),
+    in order of first appearance; acyclic molecules share the empty scaffold."""
+    from rdkit import Chem
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    sets: dict[str, list[int]] = {}
+    for i, smi in enumerate(smiles):
+        scaffold = MurckoScaffold.MurckoScaffoldSmiles(mol=Chem.MolFromSmiles(smi), includeChirality=False)
+        sets.setdefault(scaffold, []).append(i)
+    return list(sets.values())
+
+
+def random_scaffold_split(smiles: Sequence[str], seed: int, frac_train: float = 0.8, frac_valid: float = 0.1,
+                          frac_test: float = 0.1) -> tuple[list[int], list[int], list[int]]:
+    """Train, valid, test positions; every scaffold set lies whole in one part.
+
+    chemprop's balanced scaffold split: sets larger than half the valid or the test size come
+    first, so they fill train, then the other sets; each group in an order shuffled with
+    ``seed``. Sets go to train while it has room, then to valid, then to test.
+    """
+    n = len(smiles)
+    sizes = (frac_train * n, frac_valid * n, frac_test * n)
+    sets = scaffold_sets(smiles)
+    big = [s for s in sets if len(s) > sizes[1] / 2 or len(s) > sizes[2] / 2]
+    small = [s for s in sets if not (len(s) > sizes[1] / 2 or len(s) > sizes[2] / 2)]
+    rng = random.Random(seed)
+    rng.shuffle(big)
+    rng.shuffle(small)
+    train, valid, test = [], [], []
+    for members in big + small:
+        if len(train) + len(members) <= sizes[0]:
+            train += members
+        elif len(valid) + len(members) <= sizes[1]:
+            valid += members
+        else:
+            test += members
+    return sorted(train), sorted(valid), sorted(test)
+
+
 class MoleculeNetTask(Task):
     family = "moleculenet"
     seeded_replicates = True
+    select_on_valid = True
     task_type = CLASSIFICATION
     metrics = ("roc_auc", "accuracy")
 
@@ -39,7 +83,10 @@ class MoleculeNetTask(Task):
         self.name, self.filename, self.smiles_column = name, filename, smiles_column
         self.target_names, self.loader, self.splitter = targets, loader, splitter
         self.literature_size, self.size_note = literature_size, size_note
-        self.split_description = f"DeepChem {splitter} split 80/10/10, seeds {SEEDS[0]}-{SEEDS[-1]}"
+        scheme = ("random scaffold split 80/10/10 (balanced scaffold sets, chemprop/GEM)" if splitter == "scaffold"
+                  else "DeepChem random split 80/10/10")
+        self.split_description = (f"{scheme}, seeds {SEEDS[0]}-{SEEDS[-1]}; depth chosen on each split's valid part; "
+                                  f"± over the {len(SEEDS)} splits")
 
     @property
     def files(self) -> list[DataFile]:
@@ -94,19 +141,22 @@ class MoleculeNetTask(Task):
                               "settings": settings, "build_seconds": built.seconds})
 
     def splits(self, data: TaskData) -> Iterator[Split]:
-        import deepchem as dc
-
         split_ids, split_smiles = data.meta["split_ids"], data.meta["split_smiles"]
-        # DeepChem splitters work on a Dataset whose ids are SMILES; X carries our positions.
-        dataset = dc.data.NumpyDataset(X=np.arange(len(split_ids)), ids=np.array(split_smiles, dtype=object))
-        splitter = {"scaffold": dc.splits.ScaffoldSplitter, "random": dc.splits.RandomSplitter}[self.splitter]()
         position = {id_: i for i, id_ in enumerate(data.ids)}
 
         def rows(part):  # drop molecules that failed to build with this backbone
             return np.array([position[split_ids[j]] for j in part if split_ids[j] in position], dtype=int)
 
         for seed in SEEDS:
-            train, valid, test = splitter.split(dataset, seed=seed, **FRACTIONS)
+            if self.splitter == "scaffold":
+                train, valid, test = random_scaffold_split(split_smiles, seed, **FRACTIONS)
+            else:
+                import deepchem as dc
+
+                # DeepChem splitters work on a Dataset whose ids are SMILES; X carries our positions.
+                dataset = dc.data.NumpyDataset(X=np.arange(len(split_ids)),
+                                               ids=np.array(split_smiles, dtype=object))
+                train, valid, test = dc.splits.RandomSplitter().split(dataset, seed=seed, **FRACTIONS)
             yield Split(f"seed_{seed}", rows(train), rows(test), valid=rows(valid), seed=seed)
 
 

@@ -4,24 +4,38 @@ Structures come from the CIFs the csv points to; the target is ln(Tc/K), the sca
 paper plots. The 3DSC_MP also lists non-superconductors with Tc = 0 K, whose ln is -inf:
 they are reported in ``excluded`` and left out.
 
-Doped 3DSC entries carry partial occupancies, which a NIP cannot take: each disordered site
-becomes its majority species (the doped host structure); their number is given in ``notes``.
+Doped 3DSC entries carry partial occupancies, which a NIP cannot take. With the ``majority``
+policy (the default) each partially occupied site becomes its majority species, so a doped
+variant becomes its Materials Project host structure; how many sites were reduced, and to
+what, is given in ``notes`` and ``meta["partial_occupancy"]`` and warned about. The ``error``
+policy raises :class:`~hacknip_ase.errors.PartialOccupancyError` instead.
+
+Because doped variants collapse onto their host, random folds put identical inputs on both
+sides of a split. ``3dsc_mp`` therefore keeps all rows of one Materials Project host (the
+``mp-NNN`` / ``mvc-NNN`` id in the CIF name) on one side (grouped 5-fold); ``3dsc_mp_random``
+keeps the random 80/20 folds of the 3DSC paper for comparison. Both report the MAE on the
+test rows whose host is absent from training (``mae_unseen_host``, ``n_unseen_host``).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from hacknip_ase.errors import DataNotFoundError, StructureParseError
+from hacknip_ase.errors import DataFormatError, DataNotFoundError, PartialOccupancyError, StructureParseError
 
 from ..data import DataFile, locate
-from .base import REGRESSION, Excluded, Task, TaskData, kfold_splits
+from .base import REGRESSION, Excluded, Split, Task, TaskData, kfold_splits, regression_scores
 
 SPLIT_SEED = 18012019
+POLICIES = ("majority", "error")
+#: Materials Project id of the host structure in a 3DSC CIF name ("...-MP-mp-978986-synth_doped.cif")
+_HOST = re.compile(r"-MP-((?:mp|mvc)-\d+)(?:-|\.cif$)")
 _REPO = "https://raw.githubusercontent.com/aimat-lab/3DSC/main/superconductors_3D/data/final/MP/"
 
 
@@ -31,8 +45,6 @@ def _read_csv(path: Path):
     table = pd.read_csv(path)
     missing = {"cif", "tc"} - set(table.columns)
     if missing:
-        from hacknip_ase.errors import DataFormatError
-
         raise DataFormatError(f"{path} lacks column(s) {sorted(missing)} of the 3DSC_MP.csv layout")
     return table
 
@@ -43,12 +55,25 @@ def _cif_path(csv_path: Path, cif: str) -> Path:
     return direct if direct.is_file() else csv_path.parent / "cifs" / Path(cif).name
 
 
-def read_ordered_cif(path: Path):
-    """``(Atoms, was_disordered)`` from a CIF, each partially occupied site set to its majority species."""
+def host_id(cif: str) -> str:
+    """Materials Project id of the host structure named in a 3DSC CIF path."""
+    match = _HOST.search(Path(cif).name)
+    if match is None:
+        raise DataFormatError(f"CIF name {cif!r} holds no Materials Project host id ('-MP-mp-NNN')")
+    return match.group(1)
+
+
+def read_ordered_cif(path: Path, policy: str = "majority"):
+    """``(Atoms, reductions)`` from a CIF; ``reductions`` lists ``(site species, species kept)``
+    for every partially occupied site, set to its majority species (``policy="majority"``)."""
     from pymatgen.core import Structure
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.cif import CifParser
 
+    if policy not in POLICIES:
+        from hacknip_ase.errors import InvalidOptionError
+
+        raise InvalidOptionError(f"partial occupancy policy must be one of {POLICIES}, got {policy!r}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen warns on rounded occupancies and symmetry
@@ -56,20 +81,43 @@ def read_ordered_cif(path: Path):
     except Exception as exc:  # pymatgen's CIF parser raises many error types
         raise StructureParseError(f"cannot read CIF {path}: {exc}") from exc
     if structure.is_ordered:
-        return AseAtomsAdaptor.get_atoms(structure), False
+        return AseAtomsAdaptor.get_atoms(structure), []
+    partial = [site for site in structure if not site.is_ordered]
+    if policy == "error":
+        example = "".join(f"{sp}{occ:g}" for sp, occ in sorted(partial[0].species.items(), key=lambda kv: -kv[1]))
+        raise PartialOccupancyError(f"{path}: {len(partial)} partially occupied site(s), e.g. {example}; "
+                                    "policy 'error' does not reduce them")
     species = [max(site.species.items(), key=lambda kv: kv[1])[0] for site in structure]
+    reductions = []
+    for site in partial:
+        occupancies = sorted(site.species.items(), key=lambda kv: -kv[1])  # majority first: "Pd0.9Ag0.1"
+        reductions.append(("".join(f"{sp}{occ:g}" for sp, occ in occupancies), str(occupancies[0][0])))
     ordered = Structure(structure.lattice, species, structure.frac_coords)
-    return AseAtomsAdaptor.get_atoms(ordered), True
+    return AseAtomsAdaptor.get_atoms(ordered), reductions
+
+
+def _occupancy_note(reductions: dict[str, list], policy: str) -> str:
+    n_sites = sum(map(len, reductions.values()))
+    common = Counter(f"{site} -> {kept}" for rows in reductions.values() for site, kept in rows).most_common(8)
+    return (f"partial occupancy (policy {policy!r}): {len(reductions)} structures had {n_sites} partially "
+            f"occupied sites, each set to its majority species; most frequent: "
+            + ", ".join(f"{pattern} ({n})" for pattern, n in common))
 
 
 class SuperconductorTask(Task):
-    name = "3dsc_mp"
+    """3DSC_MP with grouped folds (``grouped=True``: no host on both sides) or random folds."""
+
     family = "3dsc"
     task_type = REGRESSION
-    metrics = ("mae", "r2")
-    split_description = f"5-fold 80/20 (KFold shuffle, seed {SPLIT_SEED})"
+    metrics = ("mae", "mae_unseen_host", "n_unseen_host", "r2")
     literature_size = 5773
     size_note = "5773 entries; those with Tc = 0 K (ln Tc = -inf) are excluded"
+
+    def __init__(self, name: str, grouped: bool) -> None:
+        self.name, self.grouped = name, grouped
+        scheme = (f"grouped 5-fold by Materials Project host (GroupKFold shuffle, seed {SPLIT_SEED})" if grouped
+                  else f"random 5-fold 80/20 as in the 3DSC paper (KFold shuffle, seed {SPLIT_SEED})")
+        self.split_description = f"{scheme}; ± over the 5 folds"
 
     @property
     def files(self) -> list[DataFile]:
@@ -82,11 +130,11 @@ class SuperconductorTask(Task):
         with np.errstate(divide="ignore", invalid="ignore"):
             return int(np.isfinite(np.log(tc)).sum())
 
-    def load(self, data_dir=None, **options) -> TaskData:
+    def load(self, data_dir=None, *, partial_occupancy: str = "majority", **options) -> TaskData:
         csv_path = locate(self.files[0], data_dir)
         table = _read_csv(csv_path)
-        ids, atoms, targets, excluded = [], [], [], []
-        n_disordered = 0
+        ids, atoms, targets, hosts, excluded = [], [], [], [], []
+        reductions: dict[str, list] = {}
         for i, (cif, tc) in enumerate(zip(table["cif"], table["tc"], strict=True)):
             row_id = f"3dsc-{i}"
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -94,26 +142,56 @@ class SuperconductorTask(Task):
             if not np.isfinite(y):
                 excluded.append(Excluded(row_id, "target", f"ln(Tc) is not finite for Tc = {tc} K"))
                 continue
+            host = host_id(str(cif))
             path = _cif_path(csv_path, str(cif))
             if not path.is_file():
                 raise DataNotFoundError(f"CIF {cif!r} of {csv_path} not found (searched {path}); get the "
                                         f"3DSC_MP CIFs from {self.files[0].source} into {csv_path.parent / 'cifs'}")
             try:
-                structure, disordered = read_ordered_cif(path)
+                structure, reduced = read_ordered_cif(path, partial_occupancy)
             except StructureParseError as exc:
                 excluded.append(Excluded(row_id, "parse", str(exc)))
                 continue
-            n_disordered += disordered
+            if reduced:
+                reductions[row_id] = reduced
             ids.append(row_id)
             atoms.append(structure)
             targets.append(y)
-        notes = [f"{n_disordered} structures had partially occupied sites, set to their majority species"]
+            hosts.append(host)
+        notes = [f"{len(ids)} rows from {len(set(hosts))} Materials Project host structures"]
+        if reductions:
+            notes.append(_occupancy_note(reductions, partial_occupancy))
+            warnings.warn(notes[-1], stacklevel=2)
         return TaskData(ids=ids, inputs=atoms, targets=np.array(targets), target_names=("ln_tc",),
-                        excluded=excluded, notes=notes)
+                        excluded=excluded, notes=notes,
+                        meta={"host_ids": hosts, "partial_occupancy": reductions})
 
-    def splits(self, data: TaskData) -> Iterator:
-        return kfold_splits(len(data), seed=SPLIT_SEED)
+    def splits(self, data: TaskData) -> Iterator[Split]:
+        if not self.grouped:
+            return kfold_splits(len(data), seed=SPLIT_SEED)
+        return grouped_kfold_splits(data.meta["host_ids"], seed=SPLIT_SEED)
+
+    def score_split(self, data: TaskData, split: Split, y_pred) -> dict[str, float]:
+        """The task's metrics plus the MAE on test rows whose host has no row in training."""
+        scores = super().score_split(data, split, y_pred)
+        hosts = np.asarray(data.meta["host_ids"])
+        unseen = ~np.isin(hosts[split.test], hosts[split.train])
+        y_true = np.asarray(data.targets)[split.test]
+        scores["n_unseen_host"] = int(unseen.sum())
+        scores["mae_unseen_host"] = (regression_scores(y_true[unseen], np.asarray(y_pred)[unseen])["mae"]
+                                     if unseen.any() else float("nan"))
+        return scores
+
+
+def grouped_kfold_splits(groups, *, n_splits: int = 5, seed: int) -> Iterator[Split]:
+    """Shuffled group k-fold: every row of one group (host) lands in the same test fold."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.asarray(groups)
+    splitter = GroupKFold(n_splits, shuffle=True, random_state=seed)
+    for k, (train, test) in enumerate(splitter.split(np.arange(len(groups)), groups=groups)):
+        yield Split(f"fold_{k}", train, test, seed=seed)
 
 
 def tasks() -> list[SuperconductorTask]:
-    return [SuperconductorTask()]
+    return [SuperconductorTask("3dsc_mp", grouped=True), SuperconductorTask("3dsc_mp_random", grouped=False)]

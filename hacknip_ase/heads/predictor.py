@@ -24,8 +24,8 @@ from ..provenance import package_versions
 from . import transforms
 from .domain import DomainDistance
 from .estimators import SAFE_HEADS, make_head
-from .selection import (DepthSelector, as_sources, candidate_label, normalize_candidate, selection_scheme,
-                        take_depths)
+from .selection import (DepthSelector, as_sources, candidate_label, cv_label, normalize_candidate,
+                        selection_scheme, take_depths)
 
 FORMAT = "hacknip-ase predictor"
 FORMAT_VERSION = 1
@@ -76,7 +76,7 @@ class Predictor:
     # -- training ------------------------------------------------------------------------
     @classmethod
     def fit(cls, X, y, *, backbone, head="xgboost", task: str = "regression", target_name: str = "target",
-            units: str = "", transform: str | None = None, depths=None, candidates="single", cv: int | str = "auto",
+            units: str = "", transform: str | None = None, depths=None, candidates="single", cv="auto",
             validation_fraction: float | None = None, scoring: str | None = None, head_params: dict | None = None,
             tune_trials: int = 0, tune_patience: int = 10, random_state: int = 0, progress: bool = False,
             domain_max_reference: int | None = None) -> Predictor:
@@ -88,7 +88,9 @@ class Predictor:
         ``candidates`` by inner CV (or a ``validation_fraction`` split) of this data only;
         ``cv="auto"`` takes :func:`~hacknip_ase.heads.selection.selection_scheme` (5-fold for
         small data, fewer folds or one 20 % hold-out for large data or slow heads), the rule the
-        benchmarks use. ``random_state`` seeds the inner splits and the head.
+        benchmarks use; ``cv`` may also be a splitter of the rows of ``X`` (e.g.
+        :func:`~hacknip_ase.heads.selection.validation_split` to select on an explicit validation
+        part; the head is then refitted on all rows). ``random_state`` seeds the inner splits and the head.
         ``tune_trials`` > 0 runs the Optuna MODNet search on the chosen features (modnet head).
         ``domain_max_reference`` caps the applicability domain's reference set (seeded subset).
 
@@ -117,13 +119,16 @@ class Predictor:
         names = [_info_dict(i)["name"] for i in infos]
         selection = None
         if depths is None:
-            if cv == "auto":
+            if isinstance(cv, str) and cv == "auto":
                 scheme = selection_scheme(len(y), head if isinstance(head, str) else None,
                                           holdout=validation_fraction)
+                inner = scheme["cv"] or 5
+            elif validation_fraction:
+                scheme, inner = {"cv": None, "validation_fraction": validation_fraction}, 5
             else:
-                scheme = {"cv": None if validation_fraction else int(cv), "validation_fraction": validation_fraction}
+                scheme, inner = {"cv": cv_label(cv), "validation_fraction": None}, cv
             # backbone names label the curve only when there are several ("chgnet:3" vs "3")
-            selector = DepthSelector(estimator, candidates=candidates, cv=scheme["cv"] or 5,
+            selector = DepthSelector(estimator, candidates=candidates, cv=inner,
                                      validation_fraction=scheme["validation_fraction"], scoring=scoring,
                                      random_state=random_state, source_names=names if len(names) > 1 else None,
                                      verbose=int(progress))

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.metrics import get_scorer
-from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+from sklearn.model_selection import KFold, PredefinedSplit, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit, check_cv
 from sklearn.utils.validation import check_is_fitted
 
 Candidate = tuple[tuple[int, int], ...]
@@ -50,6 +50,20 @@ def selection_scheme(n_train: int, head: str | None = None, inner_cv: int | None
     if n_train <= three:
         return {"cv": 3, "validation_fraction": None}
     return {"cv": None, "validation_fraction": 0.2}
+
+
+def validation_split(n_train: int, n_valid: int) -> PredefinedSplit:
+    """One split of ``n_train + n_valid`` rows, the last ``n_valid`` of them held out for selection."""
+    return PredefinedSplit(np.r_[np.full(n_train, -1), np.zeros(n_valid, dtype=int)])
+
+
+def cv_label(cv) -> str | int:
+    """JSON-able record of an inner-split scheme: the fold count, or what the given splits are."""
+    if isinstance(cv, (int, np.integer)):
+        return int(cv)
+    if isinstance(cv, PredefinedSplit):
+        return f"given validation part ({int((cv.test_fold >= 0).sum())} rows)"
+    return type(cv).__name__
 
 
 def as_sources(X) -> list[np.ndarray]:
@@ -112,8 +126,10 @@ class DepthSelector(BaseEstimator):
         all concatenated. "multi": plus, for several backbones, each backbone's best single
         depth concatenated (chosen by the same inner CV). "all": all of these. A list gives
         candidates explicitly (ints, tuples of ints, or tuples of (source, depth) pairs).
-    cv : int
-        Inner folds (stratified for classifiers); ignored when ``validation_fraction`` is set.
+    cv : int, cross-validation splitter or iterable of (train, validation) positions
+        Inner folds (an int: shuffled, stratified for classifiers), or given splits of the fit
+        data, e.g. ``PredefinedSplit`` to select on an explicit validation part; ignored when
+        ``validation_fraction`` is set.
     validation_fraction : float, optional
         Score on one random validation split of the fit data instead of inner CV.
     scoring : str, optional
@@ -144,6 +160,8 @@ class DepthSelector(BaseEstimator):
         if self.validation_fraction:
             cls = StratifiedShuffleSplit if classifier else ShuffleSplit
             return cls(n_splits=1, test_size=self.validation_fraction, random_state=self.random_state)
+        if not isinstance(self.cv, (int, np.integer)):
+            return check_cv(self.cv)
         cls = StratifiedKFold if classifier else KFold
         return cls(n_splits=self.cv, shuffle=True, random_state=self.random_state)
 

@@ -82,8 +82,19 @@ def test_load_builds_molecules_and_splits_are_seeded(workbook, tmp_path):
     embeddings = {name: np.full(2, float(len(atoms))) for name, atoms in data.molecules.items()}
     x = mixture_embeddings(data.inputs, embeddings)
     assert x[0] == pytest.approx(molarity("DME") * 16 + 1.0 * 10)  # DME 16 atoms, LiFSI 10
+
+
+def test_splits_are_repeated_seeded_5_fold_cv():
+    from benchmarks.tasks.base import TaskData
+
+    task = get_task("coulombic_efficiency")
+    data = TaskData(ids=[f"ce-{i}" for i in range(23)], inputs=[{}] * 23, targets=np.zeros(23), target_names=("y",))
     splits = [tuple(map(tuple, s)) for s in task.splits(data)]
-    assert splits == [tuple(map(tuple, s)) for s in task.splits(data)] and len(splits) == 5
+    assert splits == [tuple(map(tuple, s)) for s in task.splits(data)] and len(splits) == 25
+    for repeat in range(5):  # each row tested once per repeat
+        tested = sorted(i for _, test in splits[5 * repeat: 5 * repeat + 5] for i in test)
+        assert tested == list(range(23))
+    assert len({test for _, test in splits}) == 25  # repeats reshuffle the folds
 
 
 def test_harness_builds_molecules_with_the_recipe_a_suite_names(workbook, tmp_path):

@@ -249,3 +249,33 @@ def test_git_state_counts_code_not_the_results_a_run_writes(tmp_path):
     assert git_info(tmp_path)["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_info(tmp_path)["dirty"] is True
+
+
+def test_tasks_that_select_on_valid_fit_train_and_valid_and_score_valid(tmp_path, cache, monkeypatch):
+    """MoleculeNet's protocol in the harness: depth scored on the split's valid part, no test row seen."""
+    from benchmarks.tasks.base import Split
+
+    task = get_task("synthetic_emt_alloys")
+    data = task.load(n=N)
+    X, _, _ = run_mod.embed(data, "chgnet", cache_dir=cache, progress=False)
+    order = np.random.default_rng(0).permutation(N)
+    splits = [Split(f"seed_{k}", np.sort(np.roll(order, 8 * k)[:28]), np.sort(np.roll(order, 8 * k)[32:]),
+                    valid=np.sort(np.roll(order, 8 * k)[28:32]), seed=k) for k in range(2)]
+    monkeypatch.setattr(type(task), "select_on_valid", True)
+    monkeypatch.setattr(type(task), "splits", lambda self, data: iter(splits))
+    seen = []
+    original = DepthSelector.fit
+
+    def spy(self, X_fit, y):
+        rows = as_sources(X_fit)[0]
+        held_out = [rows[v] for _, v in self._splitter().split(rows[:, 0], y)]
+        seen.append(({r.tobytes() for r in rows}, [{r.tobytes() for r in h} for h in held_out]))
+        return original(self, X_fit, y)
+
+    monkeypatch.setattr(DepthSelector, "fit", spy)
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    for split, (fitted, held_out), fold in zip(splits, seen, record["folds"], strict=True):
+        assert fitted == {X[i].tobytes() for i in np.r_[split.train, split.valid]}
+        assert held_out == [{X[i].tobytes() for i in split.valid}]
+        assert fold["selection"]["cv"] == "given validation part (4 rows)" and fold["n_valid"] == 4
+    assert "validation part" in record["model"]["selection"]["rule"]

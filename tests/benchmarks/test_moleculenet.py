@@ -36,5 +36,32 @@ def test_bbbp_loads_reports_failures_and_scaffold_splits(bbbp_dir, tmp_path):
     for split in splits:
         parts = [set(split.train), set(split.valid), set(split.test)]
         assert sum(map(len, parts)) == 20 and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
-    # DeepChem's scaffold split is deterministic: every seed gives the same split
-    assert all(np.array_equal(s.test, splits[0].test) for s in splits)
+    assert len({tuple(s.test) for s in splits}) == 5  # five different test sets
+    assert task.select_on_valid and "± over the 5 splits" in task.split_description
+
+
+def _ring(n: int, substituent: str = "") -> str:
+    """A cycloalkane with ``n`` carbons (its own scaffold), optionally substituted."""
+    return f"C1{'C' * (n - 2)}C1{substituent}"
+
+
+def test_random_scaffold_splits_differ_and_never_share_a_scaffold():
+    from benchmarks.tasks.moleculenet import random_scaffold_split, scaffold_sets
+
+    # 60 molecules: a big benzene set, acyclic chains (empty scaffold) and 21 ring sizes x 1-3 members
+    smiles = ["c1ccccc1" + tail for tail in ("", "C", "CC", "O", "N", "Cl", "F", "CO", "CN", "C=O")]
+    smiles += ["C" * k + "O" for k in range(1, 6)]
+    smiles += [_ring(n, tail) for n in range(3, 24) for tail in ("", "C", "O")[: 1 + n % 3]]
+    smiles = smiles[:60]
+    scaffold_of = {i: k for k, members in enumerate(scaffold_sets(smiles)) for i in members}
+    tests = []
+    for seed in range(5):
+        train, valid, test = random_scaffold_split(smiles, seed)
+        assert sorted(train + valid + test) == list(range(len(smiles)))
+        parts = [{scaffold_of[i] for i in part} for part in (train, valid, test)]
+        assert not parts[0] & parts[2] and not parts[0] & parts[1] and not parts[1] & parts[2]
+        assert len(train) <= 0.8 * len(smiles) and 0 < len(test)
+        assert set(range(10)) <= set(train)  # the benzene set (> half the test size) goes to train
+        assert (train, valid, test) == random_scaffold_split(smiles, seed)  # seeded
+        tests.append(tuple(test))
+    assert len(set(tests)) == 5

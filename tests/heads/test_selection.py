@@ -117,3 +117,33 @@ def test_held_out_predictions_of_the_chosen_depth_match_its_score():
     assert -np.mean(np.abs(held_out - y)) == pytest.approx(selector.best_score_)
     holdout = DepthSelector(RidgeHead(), validation_fraction=0.25).fit(X, y).best_held_out_predictions_
     assert np.isfinite(holdout).sum() == 15  # one 25 % hold-out: the other rows were never held out
+
+
+def test_a_given_validation_part_is_the_only_scored_part(embeddings, alloys, split):
+    """MoleculeNet's protocol: heads fit on train, depths scored on valid, refit on both; nothing else seen."""
+    from hacknip_ase.heads import Predictor
+    from hacknip_ase.heads.selection import validation_split
+
+    train_valid, test = split
+    X = embeddings.astype(np.float64)
+    X[:, :, 0] += 1e-3 * np.arange(len(X))[:, None]  # unique fingerprints
+    y = alloys[1]
+    train, valid = train_valid[:-8], train_valid[-8:]
+    rows = np.concatenate([train, valid])
+    SEEN.clear()
+    selector = DepthSelector(SpyHead(), cv=validation_split(len(train), len(valid))).fit(X[rows], y[rows])
+    *scoring, (last_phase, refit_rows) = SEEN
+    depth_rows = [lambda part, d=d: _rows(X[part][:, d]) for d in range(X.shape[1])]
+    for phase, seen in scoring:
+        assert seen in [f(train if phase == "fit" else valid) for f in depth_rows]
+    assert last_phase == "fit" and refit_rows == _rows(take_depths(X[rows], selector.best_depths_))
+    assert not any(seen & _rows(take_depths(X[test], selector.best_depths_)) for _, seen in SEEN)
+    for entry in selector.selection_curve_:  # each score: a head fit on train, MAE on valid
+        d = entry["candidate"][0][1]
+        head = RidgeHead().fit(X[train][:, d], y[train])
+        assert entry["score"] == pytest.approx(-np.mean(np.abs(head.predict(X[valid][:, d]) - y[valid])))
+    predictor = Predictor.fit(X[rows], y[rows], backbone={"name": "x", "model": "m", "weights_sha256": "0",
+                                                            "n_depths": X.shape[1], "dim": X.shape[2]},
+                              head="ridge", cv=validation_split(len(train), len(valid)))
+    assert predictor.selection["cv"] == "given validation part (8 rows)"
+    assert predictor.depths == selector.best_depths_ and predictor.n_train == len(rows)
