@@ -302,6 +302,11 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
     from .leaderboard_finetune import finetune_section  # fine-tuned runs, what was not run, efficiency studies
 
     lines += finetune_section(records, results_dir, out.parent)
+    analysis = out.parent / "analysis" / "README.md"
+    if analysis.is_file():  # written by `hacknip-bench analyze depth`
+        lines += ["## Depth analysis", "",
+                  f"Which depth is most informative, per task and backbone (nMAE heatmaps, UMAP, JSD, collapse): "
+                  f"[{os.path.relpath(analysis, out.parent)}]({os.path.relpath(analysis, out.parent)}).", ""]
     families = list(dict.fromkeys(t.family for t in tasks))
     for family in families:
         ftasks = [t for t in tasks if t.family == family]
