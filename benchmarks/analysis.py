@@ -248,8 +248,13 @@ def _plot_umap(backbone, task, embeddings, targets, best, last, path: Path) -> d
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import umap
 
+    try:
+        import umap
+    except ImportError:
+        from hacknip_ase.errors import HackNIPError
+
+        raise HackNIPError("the UMAP projections need umap-learn: pip install 'hacknip-ase[analysis]'") from None
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     shown = {}
     for ax, (label, depth) in zip(axes, (("L*", best), ("last", last)), strict=True):
