@@ -12,12 +12,9 @@ import shlex
 import sys
 import time
 
-from .data import DATA_ENV, resolve_data_dir
+from hacknip_ase.choices import HEAD_NAMES, RELAX_RECIPES
 
-# Choices spelled out so that ``--help`` imports neither the heads (scikit-learn, TensorFlow) nor
-# RDKit; tests/test_startup.py checks they equal hacknip_ase.heads.HEADS and RECIPES.
-HEAD_CHOICES = ("ridge", "xgboost", "mlp", "modnet")
-RELAX_CHOICES = ("backbone", "etkdg", "forcefield")
+from .data import DATA_ENV, resolve_data_dir
 
 
 def _tasks(args) -> int:
@@ -189,14 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         relax_argument(p)
 
     def relax_argument(p):
-        p.add_argument("--relax", choices=RELAX_CHOICES, default=None,
+        p.add_argument("--relax", choices=RELAX_RECIPES, default=None,
                        help="molecule geometries: relaxed with the backbone (default), an RDKit force field, "
                             "or ETKDG only")
 
     one = commands.add_parser("run", help="one task x backbone x head: featurize, select depth, fit, score")
     one.add_argument("--task", required=True)
     one.add_argument("--backbone", default="chgnet")
-    one.add_argument("--head", default="xgboost", choices=HEAD_CHOICES)
+    one.add_argument("--head", default="xgboost", choices=HEAD_NAMES)
     one.add_argument("--head-param", action="append", metavar="KEY=VALUE", help="head parameter (JSON value)")
     one.add_argument("--limit", type=int, help="rows of generated / MoleculeNet tasks (smoke runs)")
     one.add_argument("--fold", action="append", help="run only this split (repeatable; smoke runs)")
@@ -255,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = commands.add_parser("quickstart", help="the whole pipeline on a generated EMT alloy task (offline, minutes)")
     quick.add_argument("--backbone", default="chgnet")
-    quick.add_argument("--head", default="xgboost", choices=HEAD_CHOICES)
+    quick.add_argument("--head", default="xgboost", choices=HEAD_NAMES)
     quick.add_argument("--n", type=int, default=200, help="generated cells (default 200)")
     quick.add_argument("--results-dir", default=None, help="default: a new temporary folder")
     quick.add_argument("--cache-dir", default=None)

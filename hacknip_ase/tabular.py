@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .choices import RELAX_RECIPES
 from .errors import HackNIPError, TableError
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None}
@@ -571,7 +572,7 @@ def _common_options(parser, backbone_help) -> None:
                         help="column of structure file paths (CIF, POSCAR, extxyz), relative to the table")
     parser.add_argument("--id", dest="id_column", metavar="COL", help="column (or key) of unique row ids "
                         "(default: the 0-based row number)")
-    parser.add_argument("--relax", choices=["forcefield", "etkdg", "backbone"], default=None,
+    parser.add_argument("--relax", choices=RELAX_RECIPES, default=None,
                         help="3D recipe for SMILES: forcefield (ETKDG + MMFF94/UFF, default for fit), etkdg, or "
                              "backbone (relaxed with the NIP, ~1 min per molecule on a CPU); predict defaults to "
                              "the model's")

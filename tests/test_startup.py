@@ -27,7 +27,8 @@ def test_package_import_is_lazy_but_complete():
 
 
 def test_bench_cli_choices_match_the_registries():
-    from benchmarks.cli import HEAD_CHOICES, RELAX_CHOICES
+    from hacknip_ase.choices import HEAD_NAMES as HEAD_CHOICES
+    from hacknip_ase.choices import RELAX_RECIPES as RELAX_CHOICES
     from hacknip_ase.molecules import RECIPES
     from hacknip_ase.heads import HEADS
 

@@ -57,14 +57,14 @@ SPECS = (
 _TO_PROPERTY = {"identity": lambda y: y, "10**": lambda y: np.power(10.0, y), "exp": np.exp}
 
 
-def leaderboard_rows(results_dir, task: str, backbone: str) -> dict:
-    """{head: record} of the complete frozen rows of ``task`` x ``backbone`` for shippable heads."""
-    rows = {}
+def leaderboard_rows(results_dir, backbone: str) -> dict:
+    """{task: {head: record}} of the complete frozen rows of ``backbone`` for shippable heads."""
+    rows: dict = {}
     for _, record in iter_results(results_dir):
         model = record.get("model", {})
-        if (record["task"]["name"] == task and model.get("kind") == "frozen" and record.get("status") == "complete"
+        if (model.get("kind") == "frozen" and record.get("status") == "complete"
                 and model.get("backbone", {}).get("name") == backbone and model.get("head") in SHIPPABLE_HEADS):
-            rows[model["head"]] = record
+            rows.setdefault(record["task"]["name"], {})[model["head"]] = record
     return rows
 
 
@@ -84,9 +84,10 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
     nip = get_backbone(backbone)
     specs = [s for s in SPECS if tasks is None or s.task in tasks]
     entries = []
+    leaderboard = leaderboard_rows(results_dir, backbone)  # every result file read once
     for spec in tqdm(specs, desc=f"export heads {backbone}", unit="head", disable=not progress):
         start, cpu = time.perf_counter(), time.process_time()
-        rows = leaderboard_rows(results_dir, spec.task, backbone)
+        rows = leaderboard.get(spec.task, {})
         if not rows:
             raise FileNotFoundError(f"no complete xgboost/mlp result of {spec.task} with {backbone} in {results_dir}: "
                                     "run the benchmark first (its configuration and CV error are shipped)")

@@ -220,7 +220,10 @@ class Predictor:
         training set never had (a molecule for a head trained on crystals only, or the reverse)
         gets ``inf``, whatever its embedding.
         """
-        distance = self.domain.distance(self.features(embeddings))
+        return self._distance(self.features(embeddings), periodic)
+
+    def _distance(self, features, periodic) -> np.ndarray:
+        distance = self.domain.distance(features)
         if periodic is not None and self.training_pbc in ("all", "none"):
             unseen = ~np.asarray(periodic, dtype=bool) if self.training_pbc == "all" else np.asarray(periodic, dtype=bool)
             distance = np.where(np.broadcast_to(unseen, distance.shape), np.inf, distance)
@@ -288,7 +291,7 @@ class Predictor:
         features = self.features(embeddings)
         if len(features) != 1:
             raise ValueError("predict_properties takes the embeddings of one structure")
-        results = {f"{name}_domain_distance": float(self.domain_distance(embeddings, periodic)[0])}
+        results = {f"{name}_domain_distance": float(self._distance(features, periodic)[0])}
         if self.task == "classification":
             proba = self.head.predict_proba(features)[0]
             results[f"{name}_probability"] = float(proba[1])

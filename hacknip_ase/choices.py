@@ -1,0 +1,8 @@
+"""Names the command lines offer as choices, kept free of heavy imports so ``--help`` stays fast.
+
+tests/test_startup.py checks they equal the registries they name (``hacknip_ase.heads.HEADS``,
+``hacknip_ase.molecules.RECIPES``).
+"""
+
+HEAD_NAMES = ("ridge", "xgboost", "mlp", "modnet")
+RELAX_RECIPES = ("backbone", "etkdg", "forcefield")
