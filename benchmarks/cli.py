@@ -15,6 +15,7 @@ import time
 from hacknip_ase.choices import HEAD_NAMES, RELAX_RECIPES
 
 from .data import DATA_ENV, resolve_data_dir
+from .harness.recipe import CANDIDATES, DESCRIPTORS, PRESETS
 
 
 def _tasks(args) -> int:
@@ -62,11 +63,14 @@ def _run_options(args) -> dict:
 
 
 def _run(args) -> int:
+    from .harness.recipe import recipe_for
     from .harness.run import run
     from .leaderboard import format_row
 
+    recipe = recipe_for(args.head, descriptors=tuple(args.features or ()), candidates=args.candidates,
+                        transform=args.transform, tune_trials=args.tune, tune_cpu_budget=args.tune_cpu)
     record = run(args.task, args.backbone, args.head, head_params=_head_params(args.head_param) or None,
-                 limit=args.limit, folds=args.fold, **_run_options(args))
+                 limit=args.limit, folds=args.fold, recipe=recipe, **_run_options(args))
     print(format_row(record))
     return 0
 
@@ -193,8 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     one = commands.add_parser("run", help="one task x backbone x head: featurize, select depth, fit, score")
     one.add_argument("--task", required=True)
     one.add_argument("--backbone", default="chgnet")
-    one.add_argument("--head", default="xgboost", choices=HEAD_NAMES)
+    one.add_argument("--head", default="xgboost", choices=HEAD_NAMES + tuple(PRESETS),
+                     help="the head, or a preset pipeline ('auto': hacknip-auto, every choice by inner CV)")
     one.add_argument("--head-param", action="append", metavar="KEY=VALUE", help="head parameter (JSON value)")
+    one.add_argument("--features", action="append", choices=DESCRIPTORS,
+                     help="add a descriptor source beside the embeddings (repeatable)")
+    one.add_argument("--candidates", choices=CANDIDATES, default=None,
+                     help="feature families depth selection scores (default: single depths)")
+    one.add_argument("--transform", default=None,
+                     help="target transform: log10, log1p, ln, neglog1m, or 'auto' (chosen by inner CV)")
+    one.add_argument("--tune", type=int, default=None, metavar="TRIALS",
+                     help="Optuna trials of the head's hyperparameters on the inner splits (xgboost, modnet)")
+    one.add_argument("--tune-cpu", type=float, default=None, metavar="SECONDS",
+                     help="CPU-second budget of the search per training part")
     one.add_argument("--limit", type=int, help="rows of generated / MoleculeNet tasks (smoke runs)")
     one.add_argument("--fold", action="append", help="run only this split (repeatable; smoke runs)")
     run_arguments(one)

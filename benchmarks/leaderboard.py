@@ -38,8 +38,16 @@ def load_reference(path: str | os.PathLike = REFERENCE) -> dict:
 
 
 def model_name(record: dict) -> str:
-    backbone = record["model"]["backbone"]
-    return f"HackNIP {backbone['name']} {backbone['model']} + {record['model']['head']}"
+    model = record["model"]
+    backbone = model["backbone"]
+    recipe = model.get("recipe")
+    if backbone.get("kind") == "descriptors":  # a baseline without a NIP
+        return f"{backbone['name'].capitalize()} ({backbone['model']}) + {model['head']}"
+    if recipe and recipe.get("preset"):
+        extras = "".join(f" + {d}" for d in recipe["descriptors"])
+        tuned = "tuned " if recipe.get("tune_trials") else ""
+        return f"HackNIP-{recipe['preset']} {backbone['name']} {backbone['model']}{extras} ({tuned}{recipe['head']})"
+    return f"HackNIP {backbone['name']} {backbone['model']} + {model['head']}"
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -365,10 +373,11 @@ def _missing_runs(records, spec_file, suite, not_run) -> list[str]:
                "(featurization rates are in the wall-time table)")
     missing: dict[tuple[str, str], list[str]] = {}
     for spec in spec_file.runs:
-        if (spec.task, spec.backbone, spec.head) not in have:
-            head_reason = spec_file.not_run.get(f"{spec.task}:{spec.head}")  # "task:head" keys
+        label = spec.make_recipe().label()
+        if (spec.task, spec.backbone, label) not in have:
+            head_reason = spec_file.not_run.get(f"{spec.task}:{label}")  # "task:head" keys
             reason = f"not run: {head_reason}" if head_reason else not_run.get(spec.task, default)
-            missing.setdefault((spec.task, reason), []).append(f"{spec.backbone} + {spec.head}")
+            missing.setdefault((spec.task, reason), []).append(f"{spec.backbone} + {label}")
     if not missing:
         return []
     lines = [f"## Suite runs without a result yet ({os.path.basename(str(suite))})", ""]

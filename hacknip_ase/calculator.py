@@ -92,5 +92,6 @@ class EmbeddingCalculator(Calculator):
             if output.stress[0] is not None:
                 results["stress"] = output.stress[0]
         for name, predictor in self.heads.items():
-            results.update(predictor.predict_properties(name, embeddings, periodic=bool(self.atoms.pbc.all())))
+            results.update(predictor.predict_properties(name, embeddings, periodic=bool(self.atoms.pbc.all()),
+                                                        atoms=self.atoms))
         self.results = results

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .recipe import Recipe, recipe_for
 from .results import ResultWriter, result_path
 
 logger = logging.getLogger(__name__)
@@ -34,21 +35,42 @@ VALID_RULE = ("depth chosen on each split's validation part (heads fitted on its
 
 def fit_predictor(X, y, nip, head: str, task_type: str, *, seed: int, head_params: Mapping | None = None,
                   inner_cv: int | None = None, holdout: float | None = None, scheme: Mapping | None = None,
-                  target_name: str = "target"):
+                  target_name: str = "target", recipe: Recipe | None = None, descriptors: Sequence = ()):
     """The :class:`~hacknip_ase.heads.Predictor` of one training part (selection and seeding are
     :meth:`Predictor.fit`'s; ``scheme`` fixes cv (folds or a splitter of these rows) /
-    validation_fraction instead of the size rule)."""
+    validation_fraction instead of the size rule). ``recipe`` adds the feature families, transform
+    and tuning; ``descriptors`` are its extra sources as (info, rows of X) pairs."""
     from hacknip_ase.heads import Predictor
     from hacknip_ase.heads.selection import selection_scheme
 
+    recipe = recipe or Recipe(head=head)
     if scheme is None:
-        scheme = selection_scheme(len(y), head, inner_cv, holdout)
-    info = nip.info.as_dict()
+        scheme = selection_scheme(len(y), recipe.head, inner_cv, holdout)
+    info = _source_info(nip)
     if X.shape[2] != info["dim"]:  # per-row task features appended to every depth (AIMD temperature)
         info = {**info, "dim": int(X.shape[2])}
-    return Predictor.fit(X, y, backbone=info, head=head, task=task_type, target_name=target_name,
+    infos, arrays = [info, *(d for d, _ in descriptors)], [X, *(x for _, x in descriptors)]
+    return Predictor.fit(arrays if len(arrays) > 1 else X, y, backbone=infos if len(infos) > 1 else info,
+                         head=recipe.head, task=task_type, target_name=target_name,
                          head_params=dict(head_params) if head_params else None, cv=scheme["cv"] or 5,
-                         validation_fraction=scheme["validation_fraction"], random_state=seed)
+                         validation_fraction=scheme["validation_fraction"], random_state=seed,
+                         **recipe.fit_options())
+
+
+def _source_info(source) -> dict:
+    info = source.info
+    return dict(info) if isinstance(info, dict) else info.as_dict()
+
+
+def get_source(name: str, *, device: str = "cpu", cache_dir=None):
+    """A NIP backbone by registry name, or a descriptor source ("composition")."""
+    from hacknip_ase.composition import NAME as COMPOSITION, CompositionSource
+
+    if name == COMPOSITION:
+        return CompositionSource(cache_dir=cache_dir)
+    from hacknip_ase.backbones import get_backbone
+
+    return get_backbone(name, device=device)
 
 
 def load_task(task, backbone, *, data_dir=None, limit: int | None = None, relax: str = "backbone",
@@ -98,10 +120,17 @@ def embed(data, backbone, *, cache_dir=None, batch_size: int = 32, progress: boo
     per-row features (AIMD temperature) are appended to every depth, so depth selection
     still compares depths and the head always sees them.
     """
+    from hacknip_ase.composition import CompositionSource
     from hacknip_ase.featurize import featurize
 
     from ..tasks.electrolytes import mixture_embeddings
 
+    if isinstance(backbone, CompositionSource):  # a descriptor source: computed from each structure
+        if data.inputs and isinstance(data.inputs[0], Mapping):
+            raise ValueError(f"{backbone.name} descriptors need one structure per row, not mixtures")
+        X = backbone.embed(data.inputs, progress=progress)
+        return X, np.ones(len(data), dtype=bool), {"backbone": backbone.info, "options": {}, "cache_identity": None,
+                                                   "skipped": []}
     if data.inputs and isinstance(data.inputs[0], Mapping):
         names = list(data.molecules)
         fs = featurize([data.molecules[n] for n in names], backbone=backbone, ids=names, cache_dir=cache_dir,
@@ -129,17 +158,20 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
         results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, cache_dir=None, head_params: Mapping | None = None,
         seed: int = DEFAULT_SEED, inner_cv: int | None = None, holdout: float | None = None,
         limit: int | None = None, folds: list[str] | None = None, resume: bool = True, device: str = "cpu",
-        batch_size: int = 32, relax: str = "backbone", progress: bool = True, command: str | None = None) -> dict:
+        batch_size: int = 32, relax: str = "backbone", progress: bool = True, command: str | None = None,
+        recipe: Recipe | None = None) -> dict:
     """Run ``task_name`` with ``backbone`` embeddings and ``head``; returns the result record.
 
-    ``folds`` restricts the run to the named splits (smoke runs); ``limit`` shrinks generated and
+    ``head`` may name a preset (:data:`~.recipe.PRESETS`, e.g. "auto"); ``recipe`` gives the
+    feature families, transform and tuning option by option instead. ``backbone`` may be
+    "composition" (composition descriptors alone: the baseline without a NIP). ``folds``
+    restricts the run to the named splits (smoke runs); ``limit`` shrinks generated and
     MoleculeNet tasks; ``relax`` names the molecule geometry recipe (molecule tasks only). The
-    result file is ``<results_dir>/<task>/<backbone>__<head>.json``.
+    result file is ``<results_dir>/<task>/<backbone>__<recipe label>.json``.
     """
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
-    from hacknip_ase.backbones import get_backbone
     from hacknip_ase.featurize import versions as feature_versions
     from hacknip_ase.heads.selection import validation_split
 
@@ -147,10 +179,11 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     from .results import run_versions
 
     start = time.perf_counter()
+    recipe = recipe or recipe_for(head)
     task = get_task(task_name)
     timing: dict[str, float] = {}
     t = time.perf_counter()
-    nip = get_backbone(backbone, device=device)
+    nip = get_source(backbone, device=device, cache_dir=cache_dir)
     timing["backbone"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -158,13 +191,17 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     timing["load"] = time.perf_counter() - t  # includes molecule relaxation for molecule tasks
     t = time.perf_counter()
     X, present, feature_meta = embed(data, nip, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+    descriptors = []
+    for name in recipe.descriptors:
+        source = get_source(name, cache_dir=cache_dir)
+        descriptors.append((_source_info(source), embed(data, source, progress=progress)[0]))
     timing["featurize"] = time.perf_counter() - t
 
     classification = task.task_type == CLASSIFICATION
     all_splits = list(task.splits(data))
     header = {
         "task": task_header(task, data, n_featurize_skipped=int((~present).sum())),
-        "model": frozen_model(nip, head, head_params, classification, inner_cv=inner_cv, holdout=holdout,
+        "model": frozen_model(nip, recipe, head_params, classification, inner_cv=inner_cv, holdout=holdout,
                               rule=VALID_RULE if task.select_on_valid else None),
         "seeds": {"head": seed, "selection": seed, "split": sorted({s.seed for s in all_splits} - {None}),
                   **({"per_split": "head and selection of split seed_k seeded with head seed + k"}
@@ -174,7 +211,7 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
         "featurization": {k: feature_meta.get(k) for k in ("backbone", "options", "cache_identity", "skipped")},
         "command": command,
     }
-    path = result_path(results_dir, task.name, backbone, head)
+    path = result_path(results_dir, task.name, backbone, recipe.label())
     writer = ResultWriter(path, header, resume=resume)
 
     splits = [s for s in all_splits if folds is None or s.name in folds]
@@ -185,7 +222,7 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     # inside many short fits is several times slower than one thread (measured: MLP fits x8).
     limiter = threadpool_limits(limits=1, user_api="blas")
     try:
-        for split in tqdm(splits, desc=f"{task.name} {backbone} {head}", unit="fold", disable=not progress):
+        for split in tqdm(splits, desc=f"{task.name} {backbone} {recipe.label()}", unit="fold", disable=not progress):
             if split.name in writer.done:
                 continue
             t_fold = time.perf_counter()
@@ -200,16 +237,19 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
                 fit_rows = train
             fold_seed = seed + split.seed if task.seeded_replicates and split.seed is not None else seed
             labels = range(targets.shape[1]) if multi else [None]
-            preds, best, curves, seconds = [], [], [], {"select_fit": 0.0, "predict": 0.0}
+            preds, best, curves, choices, seconds = [], [], [], [], {"select_fit": 0.0, "predict": 0.0}
+            cpu_start = time.process_time()
             for k in labels:
                 y = targets[:, k] if multi else targets
                 t = time.perf_counter()
-                predictor = fit_predictor(X[fit_rows], y[fit_rows], nip, head, task.task_type, seed=fold_seed,
+                predictor = fit_predictor(X[fit_rows], y[fit_rows], nip, recipe.head, task.task_type, seed=fold_seed,
                                           head_params=head_params, inner_cv=inner_cv, holdout=holdout,
-                                          scheme=scheme, target_name=data.target_names[k or 0])  # no test row
+                                          scheme=scheme, target_name=data.target_names[k or 0], recipe=recipe,
+                                          descriptors=[(info, x[fit_rows]) for info, x in descriptors])  # no test row
                 seconds["select_fit"] += time.perf_counter() - t
                 t = time.perf_counter()
-                pred = predict_scores(predictor, X[test], classification)
+                test_sources = [X[test], *(x[test] for _, x in descriptors)]
+                pred = predict_scores(predictor, test_sources if descriptors else X[test], classification)
                 # a test row without an embedding gets the training mean (counted in n_imputed)
                 pred[~present[test]] = float(np.mean(y[fit_rows]))
                 seconds["predict"] += time.perf_counter() - t
@@ -217,15 +257,18 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
                 best.append([d for _, d in predictor.depths])
                 curves.append(predictor.selection["curve"])
                 used = {key: predictor.selection[key] for key in ("cv", "validation_fraction")}
+                choices.append(recipe_choices(predictor))
             y_pred = np.column_stack(preds) if multi else preds[0]
             metrics = task.score_split(data, split, y_pred)
             seconds["total"] = time.perf_counter() - t_fold
+            seconds["cpu"] = time.process_time() - cpu_start
             fold_seconds += seconds["total"]
             writer.add_fold(split.name, metrics=metrics, ids=[data.ids[i] for i in test], y_true=targets[test],
                             y_pred=y_pred, seed=split.seed, n_train=len(train), n_valid=len(split.valid),
                             best_depths=best if multi else best[0], selection_curve=curves if multi else curves[0],
                             seconds=seconds, selection=used, n_imputed=int((~present[test]).sum()),
-                            head_seed=fold_seed)
+                            head_seed=fold_seed, **({"choices": choices if multi else choices[0]}
+                                                    if not recipe.is_plain else {}))
     finally:
         limiter.restore_original_limits()
     timing["folds"] = fold_seconds
@@ -238,16 +281,38 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     return writer.finish(timing, **extra)
 
 
-def frozen_model(nip, head: str, head_params: Mapping | None, classification: bool, *,
+def frozen_model(nip, recipe: Recipe | str, head_params: Mapping | None, classification: bool, *,
                  rule: str | None = None, **selection) -> dict:
     """The ``model`` block of a frozen-embedding result (``selection``: inner_cv, holdout; ``rule``
-    defaults to the size rule of :func:`hacknip_ase.heads.selection.selection_scheme`)."""
+    defaults to the size rule of :func:`hacknip_ase.heads.selection.selection_scheme`). ``head``
+    is the row's name (:meth:`Recipe.label`); ``recipe`` what it fits (absent for the plain
+    paper protocol)."""
     from hacknip_ase.heads.selection import SELECTION_RULE
 
+    recipe = recipe if isinstance(recipe, Recipe) else Recipe(head=recipe)
     rule = SELECTION_RULE if rule is None else rule
-    return {"kind": "frozen", "backbone": nip.info.as_dict(), "head": head, "head_params": dict(head_params or {}),
-            "selection": {"candidates": "single depths", "scoring": "roc_auc" if classification else "mae",
-                          "rule": rule, **selection}}
+    block = {"kind": "frozen", "backbone": _source_info(nip), "head": recipe.label(),
+             "head_params": dict(head_params or {}),
+             "selection": {"candidates": "single depths" if recipe.candidates == "single" else recipe.candidates,
+                           "scoring": "roc_auc" if classification else "mae", "rule": rule, **selection}}
+    if not recipe.is_plain:
+        block["recipe"] = recipe.as_dict()
+    return block
+
+
+def recipe_choices(predictor) -> dict:
+    """What the recipe's stages chose on one training part: features, transform, tuned parameters."""
+    selection = predictor.selection or {}
+    names = [r["name"] for r in predictor.backbones]
+    from hacknip_ase.heads.selection import candidate_label
+
+    out = {"features": candidate_label(predictor.depths, names if len(names) > 1 else None)}
+    if "transform" in selection:
+        out["transform"] = selection["transform"]["chosen"]
+        out["transform_scores"] = {str(c["transform"]): c["score"] for c in selection["transform"]["candidates"]}
+    if "tuning" in selection:
+        out["tuning"] = selection["tuning"]
+    return out
 
 
 def predict_scores(predictor, X, classification: bool) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 ``[[run]]`` tables give ``tasks``, ``backbones`` and ``heads`` lists (their product is run, in
 order); an optional ``head_params`` table maps a head name to its parameters, an optional
-``relax`` names the molecule geometry recipe (``hacknip_ase.molecules.RECIPES``). ``[not_run]`` maps
+``relax`` names the molecule geometry recipe (``hacknip_ase.molecules.RECIPES``). A head may be a
+preset (``"auto"``), and ``features`` (descriptor sources), ``candidates``, ``transform``,
+``tune_trials`` and ``tune_cpu_budget`` set the recipe of every head of the block
+(:class:`~.recipe.Recipe`). ``[not_run]`` maps
 a task (or "task:head", for one head) to the reason it has no row yet, which the leaderboard prints.
 """
 
@@ -25,6 +28,12 @@ class RunSpec:
     head: str
     head_params: dict = field(default_factory=dict)
     relax: str | None = None  #: molecule geometry recipe; None: run()'s default
+    recipe: dict = field(default_factory=dict)  #: Recipe options (features -> descriptors, ...)
+
+    def make_recipe(self):
+        from .recipe import recipe_for
+
+        return recipe_for(self.head, **self.recipe)
 
 
 @dataclass
@@ -38,12 +47,18 @@ def read_suite(path: str | os.PathLike) -> Suite:
     runs, seen = [], set()
     for block in spec.get("run", []):
         params = block.get("head_params", {})
+        recipe = {key: block[key] for key in ("candidates", "transform", "tune_trials", "tune_cpu_budget")
+                  if key in block}
+        if "features" in block:
+            recipe["descriptors"] = tuple(block["features"])
         for task in block["tasks"]:
             for backbone in block["backbones"]:
                 for head in block["heads"]:
-                    if (task, backbone, head) not in seen:  # listed twice: run once
-                        seen.add((task, backbone, head))
-                        runs.append(RunSpec(task, backbone, head, dict(params.get(head, {})), block.get("relax")))
+                    run = RunSpec(task, backbone, head, dict(params.get(head, {})), block.get("relax"), recipe)
+                    label = run.make_recipe().label()  # a bad option fails when the file is read, not hours later
+                    if (task, backbone, label) not in seen:  # listed twice: run once
+                        seen.add((task, backbone, label))
+                        runs.append(run)
     return Suite(runs, {str(k): str(v) for k, v in spec.get("not_run", {}).items()})
 
 
@@ -65,7 +80,7 @@ def run_suite(suite: Suite, *, tasks=None, backbones=None, heads=None, keep_goin
         try:
             recipe = {"relax": spec.relax} if spec.relax else {}  # a --relax given on the command line wins
             record = run(spec.task, spec.backbone, spec.head, head_params=spec.head_params or None,
-                         **{**recipe, **options})
+                         recipe=spec.make_recipe(), **{**recipe, **options})
         except Exception as exc:  # one failing run must not stop a long suite; the reason is reported
             if not keep_going:
                 raise

@@ -15,6 +15,8 @@ from the training data than most of it is from itself, whose predictions deserve
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 _CHUNK = 2048
@@ -52,15 +54,17 @@ class DomainDistance:
         X = np.asarray(X, dtype=np.float64)
         if len(X) < 2:
             raise ValueError("the domain distance needs at least two training embeddings")
-        self.mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            mean, scale = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
+        self.mean_ = np.where(np.isfinite(mean), mean, 0.0)
+        self.scale_ = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
         if self.max_reference is not None and len(X) > self.max_reference:
             keep = np.random.default_rng(self.random_state).permutation(len(X))[: self.max_reference]
             X = X[np.sort(keep)]
         self.k_ = int(min(self.k, len(X) - 1))
         # float32 halves the file; the same rounded set is used before and after saving
-        self.train_ = ((X - self.mean_) / self.scale_).astype(np.float32)
+        self.train_ = self._standardized(X).astype(np.float32)
         loo = _knn_mean_distance(self.train_, self.train_, self.k_, exclude_self=True)
         self.reference_ = float(np.median(loo)) or 1.0
         return self
@@ -68,7 +72,11 @@ class DomainDistance:
     def distance(self, X) -> np.ndarray:
         """(n,) normalized distances of embeddings ``X`` (n, n_features) to the training set."""
         X = np.asarray(X, dtype=np.float64)
-        return _knn_mean_distance((X - self.mean_) / self.scale_, self.train_, self.k_) / self.reference_
+        return _knn_mean_distance(self._standardized(X), self.train_, self.k_) / self.reference_
+
+    def _standardized(self, X) -> np.ndarray:
+        # a missing descriptor (NaN) sits at the training mean: it neither adds nor removes distance
+        return np.nan_to_num((X - self.mean_) / self.scale_, nan=0.0)
 
     def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         return ({"k": self.k, "k_": self.k_, "reference_": self.reference_, "max_reference": self.max_reference},

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.base import clone
 
 from ..cache import atomic_output
 from ..errors import PredictorFileError, PredictorMismatchError, UntrustedPredictorError
@@ -24,8 +25,8 @@ from ..provenance import package_versions
 from . import transforms
 from .domain import DomainDistance
 from .estimators import SAFE_HEADS, make_head
-from .selection import (DepthSelector, as_sources, candidate_label, cv_label, normalize_candidate,
-                        selection_scheme, take_depths)
+from .selection import (DepthSelector, as_sources, candidate_label, cv_label, inner_splitter, normalize_candidate,
+                        score_on_splits, selection_scheme, summarize_scores, take_depths)
 
 FORMAT = "hacknip-ase predictor"
 FORMAT_VERSION = 1
@@ -39,10 +40,18 @@ def _versions() -> dict:
 
 
 def _info_dict(info) -> dict:
-    """Identity of a backbone (BackboneInfo, built Backbone or dict) as stored in the file."""
+    """Identity of a backbone or descriptor source (BackboneInfo, built Backbone,
+    CompositionSource or dict) as stored in the file."""
     info = getattr(info, "info", info)
     record = info if isinstance(info, dict) else info.as_dict()
-    return {key: record[key] for key in _IDENTITY_FIELDS}
+    kept = {key: record[key] for key in _IDENTITY_FIELDS}
+    if record.get("kind"):
+        kept["kind"] = record["kind"]
+    return kept
+
+
+def _is_descriptor(record: dict) -> bool:
+    return record.get("kind") == "descriptors"
 
 
 class Predictor:
@@ -78,25 +87,34 @@ class Predictor:
     def fit(cls, X, y, *, backbone, head="xgboost", task: str = "regression", target_name: str = "target",
             units: str = "", transform: str | None = None, depths=None, candidates="single", cv="auto",
             validation_fraction: float | None = None, scoring: str | None = None, head_params: dict | None = None,
-            tune_trials: int = 0, tune_patience: int = 10, random_state: int = 0, progress: bool = False,
-            domain_max_reference: int | None = None) -> Predictor:
+            tune_trials: int = 0, tune_patience: int | None = None, tune_cpu_budget: float | None = None,
+            random_state: int = 0, progress: bool = False, domain_max_reference: int | None = None) -> Predictor:
         """Train on embeddings ``X`` ((n, n_depths, dim), or a list of them for multi-NIP).
 
         ``backbone`` is the BackboneInfo (or built Backbone, or list for multi-NIP) that made
-        ``X``. ``head`` is a short name ("ridge", "xgboost", "mlp", "modnet") or an estimator.
-        ``depths`` fixes the depth(s); otherwise :class:`DepthSelector` picks among
-        ``candidates`` by inner CV (or a ``validation_fraction`` split) of this data only;
+        ``X``; a descriptor source (:class:`~hacknip_ase.composition.CompositionSource`) counts
+        as one more backbone with one depth. ``head`` is a short name ("ridge", "xgboost",
+        "mlp", "modnet") or an estimator.
+
+        Every choice below is made on the inner splits of this data only, in stages on the same
+        splits: (1) unless ``depths`` fixes them, :class:`DepthSelector` picks the depth(s) among
+        ``candidates``; (2) ``transform="auto"`` then picks the target transform among those the
+        targets allow (:func:`~hacknip_ase.heads.transforms.candidates`: none, log10, log1p) for
+        the chosen features; (3) ``tune_trials`` > 0 then searches the head's hyperparameters
+        with Optuna (xgboost: on the same inner splits, stopping after ``tune_patience`` stale
+        trials or ``tune_cpu_budget`` CPU seconds; modnet: the paper's space on a 20 % hold-out).
         ``cv="auto"`` takes :func:`~hacknip_ase.heads.selection.selection_scheme` (5-fold for
         small data, fewer folds or one 20 % hold-out for large data or slow heads), the rule the
         benchmarks use; ``cv`` may also be a splitter of the rows of ``X`` (e.g.
         :func:`~hacknip_ase.heads.selection.validation_split` to select on an explicit validation
-        part; the head is then refitted on all rows). ``random_state`` seeds the inner splits and the head.
-        ``tune_trials`` > 0 runs the Optuna MODNet search on the chosen features (modnet head).
-        ``domain_max_reference`` caps the applicability domain's reference set (seeded subset).
+        part; the head is then refitted on all rows). ``random_state`` seeds the inner splits,
+        the search and the head. ``domain_max_reference`` caps the applicability domain's
+        reference set (seeded subset).
 
-        ``selection`` then records the curve, the scheme and ``held_out``: the inner-split
-        predictions of the chosen depth(s) (values, or P(class 1)) at training ``rows``, made
-        by heads that did not see those rows (with the untuned head when ``tune_trials`` > 0).
+        ``selection`` then records each stage (``curve``; ``transform``; ``tuning``), the scheme
+        and ``held_out``: the inner-split predictions of the chosen depth(s) and transform
+        (values, or P(class 1)) at training ``rows``, made by heads that did not see those rows
+        (with the untuned head when tuning).
         """
         infos = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
         sources = as_sources(X)
@@ -109,24 +127,28 @@ class Predictor:
                     f"embeddings of shape {source.shape[1:]} do not come from {record['name']} "
                     f"({record['n_depths']} depths x {record['dim']})")
         y = np.asarray(y)
+        auto_transform = isinstance(transform, str) and transform == "auto"
         if task == "classification":
             if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
                 raise ValueError("classification labels must be numbers or booleans (e.g. 0/1)")
             y = y.astype(float) if y.dtype == bool else y
             if transform is not None:
                 raise ValueError("target transforms apply to regression only")
-        estimator = cls._make_head(head, task, transform, head_params, random_state)
+        estimator = cls._make_head(head, task, None if auto_transform else transform, head_params, random_state)
         names = [_info_dict(i)["name"] for i in infos]
+        if isinstance(cv, str) and cv == "auto":
+            scheme = selection_scheme(len(y), head if isinstance(head, str) else None, holdout=validation_fraction)
+            inner = scheme["cv"] or 5
+        elif validation_fraction:
+            scheme, inner = {"cv": None, "validation_fraction": validation_fraction}, 5
+        else:
+            scheme, inner = {"cv": cv_label(cv), "validation_fraction": None}, cv
+        scoring = scoring or ("roc_auc" if task == "classification" else "neg_mean_absolute_error")
+        splitter = inner_splitter(task == "classification", inner, scheme["validation_fraction"], random_state)
         selection = None
+        held_out = None
+        fitted = None
         if depths is None:
-            if isinstance(cv, str) and cv == "auto":
-                scheme = selection_scheme(len(y), head if isinstance(head, str) else None,
-                                          holdout=validation_fraction)
-                inner = scheme["cv"] or 5
-            elif validation_fraction:
-                scheme, inner = {"cv": None, "validation_fraction": validation_fraction}, 5
-            else:
-                scheme, inner = {"cv": cv_label(cv), "validation_fraction": None}, cv
             # backbone names label the curve only when there are several ("chgnet:3" vs "3")
             selector = DepthSelector(estimator, candidates=candidates, cv=inner,
                                      validation_fraction=scheme["validation_fraction"], scoring=scoring,
@@ -134,24 +156,29 @@ class Predictor:
                                      verbose=int(progress))
             selector.fit(sources, y)
             chosen, fitted = selector.best_depths_, selector.estimator_
-            rows = np.flatnonzero(np.isfinite(selector.best_held_out_predictions_))
+            held_out = selector.best_held_out_predictions_
+            best_entry = next(e for e in selector.selection_curve_ if tuple(map(tuple, e["candidate"])) == chosen)
             selection = {"curve": selector.selection_curve_, "scoring": selector.scoring_, **scheme,
-                         "random_state": random_state,
-                         "held_out": {"rows": rows.tolist(),
-                                      "y_pred": selector.best_held_out_predictions_[rows].tolist()}}
+                         "random_state": random_state}
         else:
             chosen = normalize_candidate(depths, len(sources))
-            fitted = None
+            best_entry = None
         features = take_depths(sources, chosen)
+        if auto_transform:
+            record, estimator, held_out = cls._choose_transform(estimator, features, y, splitter, scoring,
+                                                                best_entry, held_out)
+            selection = dict(selection or {"scoring": scoring, **scheme, "random_state": random_state},
+                             transform=record)
+            if record["chosen"] is not None:
+                fitted = None  # the depth stage's refit used no transform
         if tune_trials:
-            from .tuning import tune_modnet
-
-            if task != "regression" or not isinstance(estimator, SAFE_HEADS["MODNetHead"]):
-                raise ValueError("tune_trials needs the modnet regression head")
-            fitted, study = tune_modnet(features, y, n_trials=tune_trials, patience=tune_patience,
-                                        base=estimator, random_state=random_state)
-            selection = dict(selection or {}, tuning={"best_params": study.best_params, "n_trials": len(study.trials),
-                                                       "best_value": study.best_value})
+            fitted, tuning = cls._tune(estimator, task, features, y, splitter, scoring, tune_trials, tune_patience,
+                                       tune_cpu_budget, random_state)
+            selection = dict(selection or {"scoring": scoring, **scheme, "random_state": random_state},
+                             tuning=tuning)
+        if held_out is not None:
+            rows = np.flatnonzero(np.isfinite(held_out))
+            selection["held_out"] = {"rows": rows.tolist(), "y_pred": held_out[rows].tolist()}
         if fitted is None:
             fitted = estimator.fit(features, y)
         head_params_used = fitted.get_params(deep=False)
@@ -159,6 +186,44 @@ class Predictor:
         return cls(fitted, chosen, infos, target_name=target_name, units=units, task=task,
                    domain=DomainDistance(max_reference=domain_max_reference, random_state=random_state).fit(features),
                    n_train=len(y), seeds=seeds, selection=selection)
+
+    @staticmethod
+    def _choose_transform(estimator, features, y, splitter, scoring, untransformed_entry, untransformed_held_out):
+        """Stage 2: the target transform with the best inner score on the chosen features."""
+        if "target_transform" not in estimator.get_params():
+            raise ValueError(f"{type(estimator).__name__} takes no target_transform")
+        entries, held = [], []
+        for name in transforms.candidates(y):
+            if name is None and untransformed_entry is not None:  # already scored on these splits
+                entry = {k: untransformed_entry[k] for k in ("score", "std", "fold_scores")}
+                predictions = untransformed_held_out
+            else:
+                scores, predictions = score_on_splits(clone(estimator).set_params(target_transform=name), features,
+                                                      y, splitter, scoring)
+                entry = summarize_scores(scores)
+            entries.append({"transform": name, **entry})
+            held.append(predictions)
+        best = max(range(len(entries)), key=lambda k: entries[k]["score"])  # first of equals: no transform
+        chosen = entries[best]["transform"]
+        return ({"candidates": entries, "chosen": chosen}, clone(estimator).set_params(target_transform=chosen),
+                held[best])
+
+    @staticmethod
+    def _tune(estimator, task, features, y, splitter, scoring, n_trials, patience, cpu_budget, random_state):
+        """Stage 3: the head's hyperparameters, searched on training data only."""
+        if isinstance(estimator, (SAFE_HEADS["XGBoostHead"], SAFE_HEADS["XGBoostClassifierHead"])):
+            from .tuning import tune_xgboost
+
+            return tune_xgboost(features, y, splitter, base=estimator, scoring=scoring, n_trials=n_trials,
+                                patience=patience or 15, cpu_budget=cpu_budget, random_state=random_state)
+        if task == "regression" and isinstance(estimator, SAFE_HEADS["MODNetHead"]):
+            from .tuning import tune_modnet
+
+            fitted, study = tune_modnet(features, y, n_trials=n_trials, patience=patience or 10, base=estimator,
+                                        random_state=random_state)
+            return fitted, {"space": "modnet", "best_params": study.best_params, "n_trials": len(study.trials),
+                            "best_value": study.best_value}
+        raise ValueError("tune_trials needs the xgboost head or the modnet regression head")
 
     @staticmethod
     def _make_head(head, task, transform, params, random_state):
@@ -183,11 +248,20 @@ class Predictor:
     @classmethod
     def fit_structures(cls, structures, targets, *, backbone="chgnet", batch_size: int = 32,
                        backbone_options: dict | None = None, **fit_options) -> Predictor:
-        """Embed ase Atoms with ``backbone`` (name, built Backbone, or list) and :meth:`fit`."""
+        """Embed ase Atoms with ``backbone`` and :meth:`fit`.
+
+        ``backbone`` is a name, a built Backbone, or a list of feature sources: backbones
+        (multi-NIP) and "composition" (:mod:`hacknip_ase.composition`: Magpie, stoichiometry,
+        valence-orbital descriptors), e.g. ``["chgnet", "composition"]`` with
+        ``candidates="all"`` lets inner CV choose among a depth, all depths, composition alone,
+        a depth plus composition, and everything; ``transform="auto"`` and ``tune_trials`` add
+        the other choices (see :meth:`fit`). ``backbone_options`` go to NIP backbones.
+        """
         backbones = _built(backbone, backbone_options)
         structures = list(structures)
         X = [embed(b, structures, batch_size) for b in backbones]
-        predictor = cls.fit(X if len(X) > 1 else X[0], targets, backbone=[b.info for b in backbones], **fit_options)
+        predictor = cls.fit(X if len(X) > 1 else X[0], targets, backbone=[_info_dict(b) for b in backbones],
+                            **fit_options)
         predictor.training_pbc = pbc_kind(structures)
         return predictor
 
@@ -231,8 +305,12 @@ class Predictor:
 
     def embed(self, structures, backbone=None, batch_size: int = 32):
         """Embeddings of ``structures`` from the backbone(s) this predictor was trained on."""
-        backbones = _built(backbone if backbone is not None else
-                           [(r["name"], {"model": r["model"]}) for r in self.backbones], None)
+        if backbone is None:
+            backbone = [r["name"] if _is_descriptor(r) else (r["name"], {"model": r["model"]}) for r in self.backbones]
+        elif len(self.backbones) > 1 and not isinstance(backbone, (list, tuple)):
+            # one built NIP given: the descriptor sources are computed here
+            backbone = [backbone if not _is_descriptor(r) else r["name"] for r in self.backbones]
+        backbones = _built(backbone, None)
         if len(backbones) != len(self.backbones):
             raise PredictorMismatchError(f"predictor needs {self.backbone_label}")
         for b in backbones:
@@ -252,7 +330,8 @@ class Predictor:
     def check_backbone(self, info, *, multi: bool = False) -> None:
         """Raise PredictorMismatchError unless ``info`` is the backbone (and weights) trained on."""
         given = _info_dict(info)
-        if len(self.backbones) > 1 and not multi:
+        nips = [r for r in self.backbones if not _is_descriptor(r)]
+        if len(nips) > 1 and not multi:
             raise PredictorMismatchError(
                 f"predictor {self.target_name!r} was trained on concatenated embeddings of {self.backbone_label}; "
                 "one backbone cannot provide them (use Predictor.predict with all backbones)")
@@ -285,10 +364,14 @@ class Predictor:
             register_output(prop, (), float)
         return names
 
-    def predict_properties(self, name: str, embeddings, periodic: bool | None = None) -> dict:
+    def predict_properties(self, name: str, embeddings, periodic: bool | None = None, atoms=None) -> dict:
         """ASE results for one structure: value, (probability,) domain distance (inf for a
-        structure whose periodicity the training set never had, see :meth:`domain_distance`)."""
-        features = self.features(embeddings)
+        structure whose periodicity the training set never had, see :meth:`domain_distance`).
+
+        ``embeddings`` are the (1, n_depths, dim) embeddings of the one NIP this predictor uses;
+        its descriptor sources (composition) are computed from ``atoms``.
+        """
+        features = self.features(self._with_descriptors(embeddings, atoms))
         if len(features) != 1:
             raise ValueError("predict_properties takes the embeddings of one structure")
         results = {f"{name}_domain_distance": float(self._distance(features, periodic)[0])}
@@ -299,6 +382,20 @@ class Predictor:
         else:
             results[name] = float(self.head.predict(features)[0])
         return results
+
+    def _with_descriptors(self, embeddings, atoms):
+        """The list of all sources' arrays for one structure, given its NIP embeddings."""
+        if not any(_is_descriptor(r) for r in self.backbones):
+            return embeddings
+        if atoms is None:
+            raise ValueError(f"predictor {self.target_name!r} also uses descriptors computed from the structure: "
+                             "pass atoms=")
+        if not hasattr(self, "_descriptor_sources"):  # built once: matminer loads its tables per featurizer
+            self._descriptor_sources = {r["name"]: _built([r["name"]], None)[0] for r in self.backbones
+                                        if _is_descriptor(r)}
+        nip = np.asarray(embeddings)
+        return [self._descriptor_sources[r["name"]].embed([atoms]) if _is_descriptor(r) else nip
+                for r in self.backbones]
 
     # -- persistence ------------------------------------------------------------------------
     def metadata(self) -> dict:
@@ -410,13 +507,18 @@ def pbc_kind(structures) -> str | None:
 
 
 def _built(backbone, options) -> list:
+    """Built feature sources: NIP backbones (names, (name, options), Backbone) and descriptor
+    sources ("composition", or a built CompositionSource)."""
     from ..backbones import Backbone, get_backbone
+    from ..composition import NAME as COMPOSITION, CompositionSource
 
     items = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
     built = []
     for item in items:
-        if isinstance(item, Backbone):
+        if isinstance(item, (Backbone, CompositionSource)):
             built.append(item)
+        elif item == COMPOSITION:
+            built.append(CompositionSource())
         elif isinstance(item, tuple):  # (name, options)
             built.append(get_backbone(item[0], **item[1]))
         else:
@@ -425,10 +527,13 @@ def _built(backbone, options) -> list:
 
 
 def embed(backbone, structures, batch_size: int = 32) -> np.ndarray:
-    """(n, n_depths, dim) mean-pooled embeddings through the featurization engine and its cache."""
+    """(n, n_depths, dim) mean-pooled embeddings through the featurization engine and its cache
+    (a descriptor source: its own (n, 1, dim) vectors, cached the same way)."""
     from ..featurize import featurize
 
     structures = list(structures)
     if not structures:
         raise ValueError("no structures given")
+    if not hasattr(backbone, "forward"):  # a descriptor source
+        return backbone.embed(structures)
     return featurize(structures, backbone, batch_size=batch_size, progress=False).embeddings

@@ -113,6 +113,38 @@ def candidate_label(candidate: Candidate, names: Sequence[str] | None = None) ->
     return "+".join(parts)
 
 
+def inner_splitter(classifier: bool, cv=5, validation_fraction: float | None = None, random_state: int = 0):
+    """The inner splits every selection stage scores on: one shuffled hold-out of
+    ``validation_fraction``, shuffled (stratified for classifiers) ``cv`` folds, or the given splitter."""
+    if validation_fraction:
+        cls = StratifiedShuffleSplit if classifier else ShuffleSplit
+        return cls(n_splits=1, test_size=validation_fraction, random_state=random_state)
+    if not isinstance(cv, (int, np.integer)):
+        return check_cv(cv)
+    cls = StratifiedKFold if classifier else KFold
+    return cls(n_splits=cv, shuffle=True, random_state=random_state)
+
+
+def score_on_splits(head, features: np.ndarray, y: np.ndarray, splitter, scoring: str) -> tuple[list[float], np.ndarray]:
+    """(``splitter``: a splitter or a list of (train, test) positions.) Scores of clones of ``head`` fitted on each inner training part and scored on its held-out
+    part (what ``cross_val_score`` gives), and the held-out predictions (NaN where never held out;
+    P(class 1) for classifiers)."""
+    scorer = get_scorer(scoring)
+    classifier = is_classifier(head)
+    held_out = np.full(len(y), np.nan)
+    scores = []
+    pairs = splitter.split(features, y) if hasattr(splitter, "split") else splitter
+    for train, test in pairs:
+        fitted = clone(head).fit(features[train], y[train])
+        scores.append(float(scorer(fitted, features[test], y[test])))
+        held_out[test] = fitted.predict_proba(features[test])[:, 1] if classifier else fitted.predict(features[test])
+    return scores, held_out
+
+
+def summarize_scores(scores: Sequence[float]) -> dict:
+    return {"score": float(np.mean(scores)), "std": float(np.std(scores)), "fold_scores": [float(v) for v in scores]}
+
+
 class DepthSelector(BaseEstimator):
     """Pick the depth(s) by inner CV on the fit data, then refit ``head`` on all of it.
 
@@ -124,8 +156,10 @@ class DepthSelector(BaseEstimator):
     candidates : "single", "concat", "multi", "all" or list
         "single": every depth of every backbone alone. "concat": plus each backbone's depths
         all concatenated. "multi": plus, for several backbones, each backbone's best single
-        depth concatenated (chosen by the same inner CV). "all": all of these. A list gives
-        candidates explicitly (ints, tuples of ints, or tuples of (source, depth) pairs).
+        depth concatenated (chosen by the same inner CV). "all": all of these, plus every
+        depth of every source concatenated. A list gives candidates explicitly (ints, tuples
+        of ints, or tuples of (source, depth) pairs). Duplicates (a one-depth source's
+        "concatenation") are scored once.
     cv : int, cross-validation splitter or iterable of (train, validation) positions
         Inner folds (an int: shuffled, stratified for classifiers), or given splits of the fit
         data, e.g. ``PredefinedSplit`` to select on an explicit validation part; ignored when
@@ -156,14 +190,7 @@ class DepthSelector(BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------
     def _splitter(self):
-        classifier = is_classifier(self.head)
-        if self.validation_fraction:
-            cls = StratifiedShuffleSplit if classifier else ShuffleSplit
-            return cls(n_splits=1, test_size=self.validation_fraction, random_state=self.random_state)
-        if not isinstance(self.cv, (int, np.integer)):
-            return check_cv(self.cv)
-        cls = StratifiedKFold if classifier else KFold
-        return cls(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+        return inner_splitter(is_classifier(self.head), self.cv, self.validation_fraction, self.random_state)
 
     def _scoring(self) -> str:
         if self.scoring is not None:
@@ -177,17 +204,9 @@ class DepthSelector(BaseEstimator):
         are values, or P(class 1) for classifiers.
         """
         features = take_depths(X, candidate)
-        scorer = get_scorer(self._scoring())
-        held_out = np.full(len(y), np.nan)
-        scores = []
-        for train, test in self._splitter().split(features, y):
-            fitted = clone(self.head).fit(features[train], y[train])
-            scores.append(scorer(fitted, features[test], y[test]))
-            held_out[test] = (fitted.predict_proba(features[test])[:, 1] if is_classifier(self.head)
-                              else fitted.predict(features[test]))
+        scores, held_out = score_on_splits(self.head, features, y, self._splitter(), self._scoring())
         entry = {"candidate": [list(p) for p in candidate], "label": candidate_label(candidate, self.source_names),
-                 "score": float(np.mean(scores)), "std": float(np.std(scores)),
-                 "fold_scores": [float(s) for s in scores]}
+                 **summarize_scores(scores)}
         return entry, held_out
 
     def fit(self, X, y):
@@ -230,6 +249,8 @@ class DepthSelector(BaseEstimator):
                     own = [c for c in curve if len(c["candidate"]) == 1 and c["candidate"][0][0] == s]
                     best_per_source.append(tuple(max(own, key=lambda c: c["score"])["candidate"][0]))
                 score(tuple(best_per_source))
+            if mode == "all" and len(sources) > 1:
+                score(tuple((s, d) for s, x in enumerate(sources) for d in range(x.shape[1])))
         else:
             for spec in mode:
                 score(normalize_candidate(spec, len(sources)))
@@ -253,7 +274,8 @@ class DepthSelector(BaseEstimator):
         n = sum(x.shape[1] for x in sources)
         if self.candidates in ("concat", "all"):
             n += len(sources)
-        return n + int(self.candidates in ("multi", "all") and len(sources) > 1)
+        several = len(sources) > 1
+        return n + int(self.candidates in ("multi", "all") and several) + int(self.candidates == "all" and several)
 
     # -- prediction ----------------------------------------------------------------------
     def transform(self, X) -> np.ndarray:
