@@ -155,6 +155,39 @@ def _export_heads(args) -> int:
     return 0
 
 
+def _submission(args) -> int:
+    from .harness.recipe import PRESETS
+    from .harness.submission import write_submission
+    from .tasks.matbench import OFFLINE_TASKS
+
+    tasks = args.task or list(OFFLINE_TASKS)
+    preset = args.head in PRESETS
+    commands = [f"hacknip-bench run --task {t} --backbone {args.backbone} --head {args.head}" for t in tasks]
+    commands.append("hacknip-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    scores = write_submission(
+        args.out, tasks, args.backbone, args.head, results_dir=args.results_dir, data_dir=args.data_dir,
+        algorithm=f"hacknip-{args.head} ({args.backbone})" if preset else None,
+        algorithm_long=_algorithm_long(args.backbone, args.head),
+        commands=commands)
+    for task, pair in scores.items():
+        print(f"{task:24s} ours {pair['ours']:.6g}  matbench {pair['matbench']:.6g}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _algorithm_long(backbone: str, head: str) -> str:
+    from .harness.recipe import recipe_for
+
+    recipe = recipe_for(head)
+    extra = f" plus {', '.join(recipe.descriptors)} descriptors (matminer)" if recipe.descriptors else ""
+    return (f"Frozen {backbone} neural interatomic potential: the per-atom features after every message-passing "
+            f"layer, mean-pooled per depth{extra}, and a shallow {recipe.head} head. Per outer fold, every choice "
+            f"is made by inner cross-validation on the training fold only: feature family ({recipe.candidates}), "
+            f"target transform ({recipe.transform or 'none'}), and {recipe.tune_trials} Optuna trials of the "
+            f"head's hyperparameters (at most {recipe.tune_cpu_budget} CPU-s). Code: hacknip-ase "
+            f"(`hacknip-bench run --head {head}`).")
+
+
 def _analyze(args) -> int:
     from .analysis import analyze_depth
 
@@ -264,6 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--cache-dir", default=None)
     export.add_argument("--quiet", "-q", action="store_true")
     export.set_defaults(run=_export_heads)
+
+    sub = commands.add_parser("submission", help="a Matbench submission folder (results.json.gz, info.json, run.sh) "
+                                                 "for one row, checked by matbench's own scoring")
+    sub.add_argument("--backbone", default="chgnet")
+    sub.add_argument("--head", default="auto", help="the row's head or preset (file stem after '__')")
+    sub.add_argument("--task", action="append", help="only this task (repeatable; default: the six offline tasks)")
+    sub.add_argument("--results-dir", default="leaderboard/results")
+    sub.add_argument("--out", default="leaderboard/submission_hacknip_auto")
+    sub.set_defaults(run=_submission)
 
     quick = commands.add_parser("quickstart", help="the whole pipeline on a generated EMT alloy task (offline, minutes)")
     quick.add_argument("--backbone", default="chgnet")

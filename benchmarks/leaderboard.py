@@ -1,15 +1,15 @@
 """Render ``leaderboard/README.md`` (tabulate, GitHub markdown) and its figures from result files.
 
-One table per task family. Matbench: our runs beside the published Matbench v0.1 rows
-(``benchmarks/reference/matbench_v0.1.json``), MAE +- std over folds, MAE relative to the
-Dummy model, and the HackNIP paper's combined score (eq. 1)::
+One table per task family. Matbench: our runs beside every published Matbench v0.1 entry
+(``benchmarks/reference/matbench_leaderboard_v0.1.tsv``; units in ``matbench_v0.1.json``), MAE
++- std over folds, MAE relative to the Dummy model, and the HackNIP paper's combined score (eq. 1)::
 
     nMAE_i,t = (MAE_i,t - min_k MAE_k,t) / (max_k MAE_k,t - min_k MAE_k,t)
     S_i      = mean over tasks t of nMAE_i,t        (lower is better; rank by S)
 
-``k`` runs over every model in the table for task ``t`` (published rows, Dummy excluded, and
-ours); ``t`` over the Matbench tasks with offline data. A model that lacks one of these tasks
-gets S over the tasks it has and no rank. Tasks without results get a "not run" row with the
+``k`` runs over the published models that report every offline task (Dummy excluded) plus one
+of our rows at a time (:func:`six_task_scores`); ``t`` over the Matbench tasks with offline
+data. Our row that lacks one of these tasks gets S over the tasks it has and no rank. Tasks without results get a "not run" row with the
 reason (data not available offline, or the reason in the suite file).
 """
 
@@ -25,6 +25,9 @@ import numpy as np
 from .harness.results import iter_results, read_featurization
 
 REFERENCE = Path(__file__).with_name("reference") / "matbench_v0.1.json"
+#: every published Matbench v0.1 entry per task (mean/std MAE over the 5 folds), from matbench's own
+#: per-task leaderboard pages (docs_src/Leaderboards Per-Task/*.md in the matbench repository)
+REFERENCE_TABLE = Path(__file__).with_name("reference") / "matbench_leaderboard_v0.1.tsv"
 FAMILY_TITLES = {
     "matbench": "Matbench v0.1", "3dsc": "3DSC superconductors (MP subset)",
     "electrolytes": "Coulombic efficiency of Li-metal electrolytes", "moleculenet": "MoleculeNet",
@@ -33,8 +36,35 @@ FAMILY_TITLES = {
 NOT_RUN_DATA = "not run: data not available offline"
 
 
-def load_reference(path: str | os.PathLike = REFERENCE) -> dict:
-    return json.loads(Path(path).read_text())
+def load_reference(path: str | os.PathLike = REFERENCE, table: str | os.PathLike = REFERENCE_TABLE) -> dict:
+    """Units and sources (``path``) and every published entry (``table``): ``mae[model][task]``
+    and ``std[model][task]`` (mean and std of the MAE over the 5 folds)."""
+    import csv
+
+    reference = json.loads(Path(path).read_text())
+    reference["mae"], reference["std"] = {}, {}
+    with open(table, newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            reference["mae"].setdefault(row["algorithm"], {})[row["task"]] = float(row["mean_mae"])
+            reference["std"].setdefault(row["algorithm"], {})[row["task"]] = float(row["std_mae"])
+    return reference
+
+
+def six_task_scores(published: dict[str, dict[str, float]], ours: dict[str, dict[str, float]], tasks: list[str],
+                    exclude=("Dummy",)) -> tuple[dict, dict]:
+    """Eq. 1 against the published pool: the models reporting every task of ``tasks`` (Dummy
+    excluded), scored among themselves, and each of our rows scored in that pool plus itself
+    alone (our other rows stay out of its normalization). Returns ``(pool, ours)``, each
+    ``{model: {"nmae", "score", "n_tasks", "rank"}}``; an our-row's rank is among pool + 1."""
+    pool = {m: v for m, v in published.items() if m not in exclude and all(t in v for t in tasks)}
+    scored_pool = combined_scores(pool, tasks)
+    scored_ours = {}
+    for name, values in ours.items():
+        scored = combined_scores({**pool, name: values}, tasks)[name]
+        if scored["n_tasks"] < len(tasks):
+            scored["rank"] = None
+        scored_ours[name] = scored
+    return scored_pool, scored_ours
 
 
 def model_name(record: dict) -> str:
@@ -130,29 +160,35 @@ def _matbench_section(records, tasks, reference, figures_rel, not_run) -> list[s
     from tabulate import tabulate
 
     dummy = reference["mae"][reference["dummy"]]
-    mae: dict[str, dict[str, float]] = {m: dict(v) for m, v in reference["mae"].items()}
     ours: dict[str, dict[str, dict]] = {}
     for r in records:
         if r["status"] == "complete":
             ours.setdefault(model_name(r), {})[r["task"]["name"]] = r
-            mae.setdefault(model_name(r), {})[r["task"]["name"]] = r["summary"]["mae"]["mean"]
     lines = []
     offline = [t.name for t in tasks if t.name not in not_run]
-    scores = combined_scores(mae, offline)
+    our_mae = {m: {t: r["summary"]["mae"]["mean"] for t, r in per_task.items()} for m, per_task in ours.items()}
+    pool, scored = six_task_scores(reference["mae"], our_mae, offline)
 
     # combined score table
     rows = []
-    for m, s in sorted(scores.items(), key=lambda kv: (kv[1]["rank"] is None, kv[1]["score"] if kv[1]["score"] is not None else 9)):
+    for m, s in sorted(scored.items(), key=lambda kv: (kv[1]["rank"] is None, kv[1]["score"] if kv[1]["score"] is not None else 9)):
         if s["score"] is None:
             continue
-        rows.append([s["rank"] if s["rank"] else f"- ({s['n_tasks']}/{len(offline)} tasks)", m,
-                     *[_fmt(s["nmae"].get(t), 3) for t in offline], _fmt(s["score"], 3)])
+        rows.append([f"{s['rank']} of {len(pool) + 1}" if s["rank"] else f"- ({s['n_tasks']}/{len(offline)} tasks)",
+                     m, *[_fmt(s["nmae"].get(t), 3) for t in offline], _fmt(s["score"], 3)])
+    for m, s in sorted(pool.items(), key=lambda kv: kv[1]["score"]):
+        rows.append([f"{s['rank']} of {len(pool)}", m, *[_fmt(s["nmae"].get(t), 3) for t in offline],
+                     _fmt(s["score"], 3)])
     short = [t.replace("matbench_", "") for t in offline]
-    lines += ["### Combined score (paper's eq. 1)", "",
+    lines += [f"### Combined {len(offline)}-task score (paper's eq. 1)", "",
               f"S = mean over the {len(offline)} offline Matbench tasks of the min-max normalized MAE "
-              "(0 = best model of the table on that task, 1 = worst; the Dummy is left out of the "
-              "normalization). Lower is better. Models lacking a task are shown with S over their tasks "
-              "but not ranked. The ranking depends on which models are in the table.", "",
+              f"(0 = best model on that task, 1 = worst). The pool is every published Matbench v0.1 model "
+              f"that reports all {len(offline)} tasks ({len(pool)} models, the Dummy left out; "
+              "`benchmarks/reference/matbench_leaderboard_v0.1.tsv`). Each of our rows is scored and ranked "
+              f"in that pool plus itself alone (our other rows stay out of its normalization), so its rank "
+              f"is out of {len(pool) + 1}; the published models below it are scored in the pool alone "
+              "(rank out of {n}). Our rows lacking a task show S over their tasks, unranked. Lower is "
+              "better.".replace("{n}", str(len(pool))), "",
               tabulate(rows, headers=["rank", "model", *short, "S"], tablefmt="github"), ""]
 
     # per-task tables
@@ -173,7 +209,9 @@ def _matbench_section(records, tasks, reference, figures_rel, not_run) -> list[s
             rows.append(["HackNIP (CHGNet, SevenNet)", not_run.get(name, "not run"), "-", "-", "-", "-", "-", "-"])
         for m, values in reference["mae"].items():
             if name in values:
-                rows.append([m, _fmt(values[name]), _fmt(values[name] / dummy[name], 3), "-", "-", "-", "-", "published"])
+                spread = reference["std"].get(m, {}).get(name)
+                rows.append([m, _fmt(values[name]) + (f" ± {_fmt(spread, 2)}" if spread is not None else ""),
+                             _fmt(values[name] / dummy[name], 3), "-", "-", "-", "-", "published"])
         rows.sort(key=lambda row: float(row[1].split(" ")[0]) if row[1][0].isdigit() else float("inf"))
         unit = reference.get("units", {}).get(name, "")
         lines += [f"### {name} (MAE in {unit})", "",
@@ -297,8 +335,9 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
              "measured here: frozen NIP embeddings (mean-pooled per depth), the depth chosen per outer fold by "
              "inner cross-validation on that fold's training rows only (MoleculeNet: on the split's validation "
              "part), then the head refitted on them (MoleculeNet: train + valid) and scored on the official test "
-             "fold. What each ± varies over is in the task's heading. Published rows are copied from the sources in "
-             "`benchmarks/reference/matbench_v0.1.json`. 'featurize (s)' is the cold-cache featurization of the "
+             "fold. What each ± varies over is in the task's heading. Published rows are every Matbench v0.1 entry, "
+             "from matbench's per-task leaderboard pages (`benchmarks/reference/matbench_leaderboard_v0.1.tsv`). "
+             "'featurize (s)' is the cold-cache featurization of the "
              "task with that backbone (shared by all heads: embeddings are cached); 'wall (s)' is the run itself "
              "(load, cached embeddings, depth selection, fits and predictions of all folds).",
              ""]
@@ -356,10 +395,17 @@ def _standing(records, tasks, reference, not_run) -> list[str]:
         pub = sorted((v[task.name], m) for m, v in published.items() if task.name in v)
         beaten = [m for v, m in pub if mae < v]
         rank = 1 + sum(v < mae for v, _ in pub)
-        verdict = (f"better than {', '.join(beaten)}" if beaten else "behind every published model listed")
+        if not beaten:
+            verdict = "behind every published entry"
+        elif len(beaten) <= 4:
+            verdict = f"better than {', '.join(beaten)}"
+        else:
+            cgcnn = [m for m in beaten if m.startswith("CGCNN")]
+            verdict = f"better than {len(beaten)} of {len(pub)} published entries" + (
+                f", {cgcnn[0]} among them" if cgcnn else "")
         lines.append(f"- {task.name}: best here {model_name(best)}, MAE {_fmt(mae)} "
                      f"({mae / pub[0][0]:.2f} x the best published, {pub[0][1]} {_fmt(pub[0][0])}); "
-                     f"would rank {rank} of {len(pub) + 1} among the published rows listed; {verdict}.")
+                     f"would rank {rank} of {len(pub) + 1} among the published entries; {verdict}.")
     return lines + [""]
 
 

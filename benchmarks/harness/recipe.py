@@ -72,12 +72,13 @@ class Recipe:
 
 #: hacknip-auto: every choice by inner CV on the training part: feature family (a depth, all
 #: depths, composition alone, a depth + composition, everything), target transform (none /
-#: log10 / log1p), then XGBoost's hyperparameters (25 TPE trials at most, 15 stale trials, or
-#: 120 CPU-s per training part, whichever comes first: the budget that lets the six Matbench
-#: tasks run in ~2 CPU-h on this machine).
+#: log10 / log1p), then XGBoost's hyperparameters (10 TPE trials, the first the defaults, or 60
+#: CPU-s per training part, whichever comes first: the budget that lets the six Matbench tasks
+#: run in ~1.5 CPU-h on this 2-core machine; a 240 CPU-s search found nothing better than the
+#: defaults on jdft2d fold 0 in 7 trials).
 PRESETS = {
-    "auto": Recipe(head="xgboost", descriptors=(COMPOSITION,), candidates="all", transform="auto", tune_trials=25,
-                   tune_cpu_budget=120.0, preset="auto"),
+    "auto": Recipe(head="xgboost", descriptors=(COMPOSITION,), candidates="all", transform="auto", tune_trials=10,
+                   tune_cpu_budget=60.0, preset="auto"),
 }
 
 

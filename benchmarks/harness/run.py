@@ -328,6 +328,16 @@ def matbench_results_path(result_file: str | os.PathLike) -> Path:
     return result_file.with_name(result_file.stem + ".matbench.json.gz")
 
 
+def matbench_predictions(record: Mapping, data) -> dict[str, np.ndarray]:
+    """Per fold, a finished record's test predictions in the order of matbench's test ids."""
+    per_fold = {}
+    for fold in record["folds"]:
+        order = {i: k for k, i in enumerate(fold["ids"])}
+        test_ids = data.meta["matbench_test_ids"][fold["name"]]
+        per_fold[fold["name"]] = np.asarray(fold["y_pred"])[[order[i] for i in test_ids]]
+    return per_fold
+
+
 def write_matbench_file(record: Mapping, data, result_file: str | os.PathLike) -> str:
     """Matbench's own ``results.json.gz`` for a finished Matbench record; returns its file name.
 
@@ -337,11 +347,7 @@ def write_matbench_file(record: Mapping, data, result_file: str | os.PathLike) -
     from ..tasks.matbench import write_matbench_results
 
     name = record["task"]["name"]
-    per_fold = {}
-    for fold in record["folds"]:
-        order = {i: k for k, i in enumerate(fold["ids"])}
-        test_ids = data.meta["matbench_test_ids"][fold["name"]]
-        per_fold[fold["name"]] = np.asarray(fold["y_pred"])[[order[i] for i in test_ids]]
+    per_fold = matbench_predictions(record, data)
     model = record["model"]
     params = {"backbone": model["backbone"]["name"], "model": model["backbone"]["model"], "head": model["head"]}
     out = write_matbench_results(matbench_results_path(result_file), {name: per_fold}, {name: data}, params=params)

@@ -279,3 +279,42 @@ def test_tasks_that_select_on_valid_fit_train_and_valid_and_score_valid(tmp_path
         assert held_out == [{X[i].tobytes() for i in split.valid}]
         assert fold["selection"]["cv"] == "given validation part (4 rows)" and fold["n_valid"] == 4
     assert "validation part" in record["model"]["selection"]["rule"]
+
+
+def test_recipe_rows_record_every_choice_and_keep_their_own_file(tmp_path, cache):
+    from benchmarks.harness.recipe import PRESETS, Recipe, recipe_for
+
+    recipe = Recipe(head="xgboost", descriptors=("composition",), candidates="all", transform="auto", tune_trials=2)
+    assert recipe.label() == "xgboost-composition-all-tauto-tune2" and PRESETS["auto"].label() == "auto"
+    assert recipe_for("xgboost").is_plain and recipe_for("ridge").label() == "ridge"
+    with pytest.raises(ValueError, match="fixes its own options"):
+        recipe_for("auto", transform="log10")
+    with pytest.raises(ValueError, match="unknown descriptor"):
+        Recipe(descriptors=("magpie2",))
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", limit=N, progress=False, results_dir=tmp_path,
+                         cache_dir=cache, folds=["fold_0"], recipe=recipe, head_params={"n_estimators": 30})
+    path = result_path(tmp_path, "synthetic_emt_alloys", "chgnet", recipe.label())
+    assert path.exists() and read_result(path)["model"]["recipe"]["descriptors"] == ["composition"]
+    (fold,) = record["folds"]
+    choices = fold["choices"]
+    assert choices["transform"] in (None, "log10", "log1p") and choices["tuning"]["n_trials"] == 2
+    assert "composition:0" in [c["label"] for c in fold["selection_curve"]]
+    assert fold["seconds"]["cpu"] > 0
+    plain = run_mod.run("synthetic_emt_alloys", "composition", "ridge", limit=N, progress=False, results_dir=tmp_path,
+                        cache_dir=cache, folds=["fold_0"])
+    assert plain["model"]["backbone"]["kind"] == "descriptors" and "recipe" not in plain["model"]
+
+
+def test_suite_blocks_set_recipes(tmp_path):
+    from benchmarks.harness.suite import read_suite
+
+    path = tmp_path / "s.toml"
+    path.write_text('[[run]]\ntasks = ["matbench_jdft2d"]\nbackbones = ["chgnet"]\nheads = ["xgboost", "auto"]\n'
+                    'features = ["composition"]\ntransform = "auto"\n')
+    with pytest.raises(ValueError, match="fixes its own options"):
+        read_suite(path)
+    path.write_text('[[run]]\ntasks = ["matbench_jdft2d"]\nbackbones = ["chgnet"]\nheads = ["xgboost"]\n'
+                    'features = ["composition"]\ntransform = "auto"\n[[run]]\ntasks = ["matbench_jdft2d"]\n'
+                    'backbones = ["chgnet"]\nheads = ["auto", "xgboost"]\n')
+    labels = [r.make_recipe().label() for r in read_suite(path).runs]
+    assert labels == ["xgboost-composition-tauto", "auto", "xgboost"]
