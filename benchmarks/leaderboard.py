@@ -86,8 +86,32 @@ def _fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def _short_features(label: str, n_depths: int) -> str:
+    """"chgnet:0+...+chgnet:4+composition:0" -> "all+comp"; "chgnet:3" -> "3"; "composition:0" -> "comp"."""
+    depths, extras = [], []
+    for part in label.split("+"):
+        source, _, depth = part.rpartition(":")
+        if source == "composition" or part == "composition":
+            extras.append("comp")
+        else:
+            depths.append(depth or part)
+    core = "all" if len(depths) == n_depths and n_depths > 1 else "+".join(depths)
+    return "+".join(p for p in [core, *extras] if p)
+
+
 def _depths(record: dict) -> str:
-    """Chosen depth per fold, e.g. "3,3,4,3,3" (multi-label: per label joined by '/')."""
+    """Chosen depth per fold, e.g. "3,3,4,3,3" (multi-label: per label joined by '/'); for a
+    recipe row the chosen features and transform, e.g. "all+comp log10"."""
+    if record["model"].get("recipe"):
+        n_depths = record["model"]["backbone"].get("n_depths", 1)
+        cells = []
+        for fold in record["folds"]:
+            choice = fold.get("choices") or {}
+            cell = _short_features(choice.get("features", "?"), n_depths)
+            if choice.get("transform"):
+                cell += f" {choice['transform']}"
+            cells.append(cell)
+        return ", ".join(cells)
     out = []
     for fold in record["folds"]:
         best = fold["best_depths"]
@@ -167,7 +191,7 @@ def _matbench_section(records, tasks, reference, figures_rel, not_run) -> list[s
     lines = []
     offline = [t.name for t in tasks if t.name not in not_run]
     our_mae = {m: {t: r["summary"]["mae"]["mean"] for t, r in per_task.items()} for m, per_task in ours.items()}
-    pool, scored = six_task_scores(reference["mae"], our_mae, offline)
+    pool, scored = six_task_scores(reference["mae"], our_mae, offline) if offline else ({}, {})
 
     # combined score table
     rows = []
@@ -180,7 +204,7 @@ def _matbench_section(records, tasks, reference, figures_rel, not_run) -> list[s
         rows.append([f"{s['rank']} of {len(pool)}", m, *[_fmt(s["nmae"].get(t), 3) for t in offline],
                      _fmt(s["score"], 3)])
     short = [t.replace("matbench_", "") for t in offline]
-    lines += [f"### Combined {len(offline)}-task score (paper's eq. 1)", "",
+    lines += [] if not offline else [f"### Combined {len(offline)}-task score (paper's eq. 1)", "",
               f"S = mean over the {len(offline)} offline Matbench tasks of the min-max normalized MAE "
               f"(0 = best model on that task, 1 = worst). The pool is every published Matbench v0.1 model "
               f"that reports all {len(offline)} tasks ({len(pool)} models, the Dummy left out; "
@@ -345,6 +369,7 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
     lines += _timing_section(records)
     reference_data = load_reference(reference)
     lines += _standing(records, tasks, reference_data, not_run)
+    lines += _recipe_section(records)
     lines += _missing_runs(records, suite_spec, suite, not_run)
     from .leaderboard_finetune import finetune_section  # fine-tuned runs, what was not run, efficiency studies
 
@@ -407,6 +432,36 @@ def _standing(records, tasks, reference, not_run) -> list[str]:
                      f"({mae / pub[0][0]:.2f} x the best published, {pub[0][1]} {_fmt(pub[0][0])}); "
                      f"would rank {rank} of {len(pub) + 1} among the published entries; {verdict}.")
     return lines + [""]
+
+
+def _recipe_section(records) -> list[str]:
+    """Per recipe row (hacknip-auto), what the inner CV of each training fold chose, and its cost."""
+    from tabulate import tabulate
+
+    rows = []
+    for r in sorted(records, key=lambda r: (r["task"]["name"], model_name(r))):
+        recipe = r["model"].get("recipe")
+        if not recipe:
+            continue
+        n_depths = r["model"]["backbone"].get("n_depths", 1)
+        for fold in r["folds"]:
+            choice = fold.get("choices") or {}
+            tuning = choice.get("tuning") or {}
+            gain = (f"{tuning['best_score'] - tuning['default_score']:+.3g} ({tuning['n_trials']} trials"
+                    f"{', budget' if tuning.get('stopped_by_budget') else ''})" if tuning else "-")
+            rows.append([r["task"]["name"], model_name(r), fold["name"],
+                         _short_features(choice.get("features", "?"), n_depths), choice.get("transform") or "none",
+                         gain, _fmt(fold["metrics"].get("mae", fold["metrics"].get("roc_auc"))),
+                         f"{fold['seconds'].get('cpu', float('nan')):.0f}"])
+    if not rows:
+        return []
+    return ["## What the pipelines chose", "",
+            "Per outer fold, the choices the inner CV of that training fold made: features ('3': depth 3 alone, "
+            "'all': every depth concatenated, 'comp': composition descriptors), the target transform, and the "
+            "tuning's gain in inner score over the XGBoost defaults (negative MAE: higher is better; 0 when the "
+            "defaults stayed best). 'CPU (s)' is the fold's process time (selection, search, fits).", "",
+            tabulate(rows, headers=["task", "row", "fold", "features", "transform", "tuning gain (inner)",
+                                    "test metric", "CPU (s)"], tablefmt="github"), ""]
 
 
 def _missing_runs(records, spec_file, suite, not_run) -> list[str]:
