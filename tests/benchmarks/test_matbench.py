@@ -88,3 +88,27 @@ def test_submission_folder_is_scored_by_matbench_to_our_mae(jdft2d, tmp_path, mo
     info = json.loads((tmp_path / "sub" / "info.json").read_text())
     assert {"authors", "algorithm", "algorithm_long", "bibtex_refs", "notes", "requirements"} <= set(info)
     assert info["authors"] == "hacknip-ase" and "hacknip-bench run" in (tmp_path / "sub" / "run.sh").read_text()
+
+
+def test_export_heads_ships_the_best_rows_recipe(tmp_path, monkeypatch):
+    from benchmarks.harness import export as export_mod
+    from benchmarks.harness.recipe import Recipe
+    from benchmarks.harness.results import SCHEMA, SCHEMA_VERSION, write_json_atomic
+    from hacknip_ase.heads import load_predictor
+
+    root = tmp_path / "data"
+    write_matbench_file(root, "matbench_jdft2d", 636, "exfoliation_en")
+    record = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "status": "complete", "task": {"name": "matbench_jdft2d", "split": "matbench 5-fold"},
+              "model": {"kind": "frozen", "backbone": {"name": "chgnet"}, "head": "auto"},
+              "summary": {"mae": {"mean": 9.0, "std": 1.0}}, "folds": []}
+    write_json_atomic(tmp_path / "results" / "matbench_jdft2d" / "chgnet__auto.json", record)
+    cheap = Recipe(head="xgboost", descriptors=("composition",), candidates="multi", transform="auto", preset="auto")
+    monkeypatch.setattr(export_mod, "recipe_for", lambda head: cheap)
+    monkeypatch.setattr(export_mod, "HEAD_PARAMS", {"auto": {"n_estimators": 20}})
+    (entry,) = export_mod.export_heads(tmp_path / "heads", "chgnet", tasks=["matbench_jdft2d"],
+                                       results_dir=tmp_path / "results", data_dir=root,
+                                       cache_dir=tmp_path / "cache", progress=False)
+    assert entry["head"] == "auto" and entry["cv_mae"] == 9.0
+    predictor = load_predictor(tmp_path / "heads" / entry["file"])
+    assert [r["name"] for r in predictor.backbones] == ["chgnet", "composition"]
+    assert "transform" in predictor.selection  # the recipe's choices were made on the whole dataset's inner CV
