@@ -93,6 +93,13 @@ def import_ray():
     return ray
 
 
+def _cpu_clock() -> dict:
+    """This actor's id and the CPU seconds its process has used so far (start-up and model included)."""
+    import ray
+
+    return {"actor": ray.get_runtime_context().get_actor_id(), "cpu": time.process_time()}
+
+
 class _ShardWorker:
     """One Ray actor: a loaded :class:`~hacknip_ase.featurize.Engine` that featurizes whole shards."""
 
@@ -110,7 +117,7 @@ class _ShardWorker:
         """The backbone identity and the metadata a local run of this engine would write."""
         engine = self.engine
         return {"identity": engine.identity, "shape": engine.shape, "metadata": engine.metadata(),
-                "cache_identity": None if engine.cache is None else engine.cache.identity_sha256}
+                "cache_identity": None if engine.cache is None else engine.cache.identity_sha256, **_cpu_clock()}
 
     def featurize(self, shard: Shard, items: list | None = None, ids: list | None = None) -> dict:
         """Embeddings of one shard, in input order: the entries read here, or ``items`` sent along."""
@@ -125,10 +132,10 @@ class _ShardWorker:
                 out_ids.extend(chunk_ids)
                 chunks.append(chunk)
         except HackNIPError as exc:  # on_error="raise": the driver decides which failure to raise
-            return {"shard": shard, "error": exc}
+            return {"shard": shard, "error": exc, **_cpu_clock()}
         embeddings = np.concatenate(chunks) if chunks else np.zeros((0, *engine.shape), np.float32)
         return {"shard": shard, "ids": out_ids, "embeddings": embeddings, "skipped": engine.skipped[skipped:],
-                "computed": engine.computed - computed, "loaded": engine.loaded}
+                "computed": engine.computed - computed, "loaded": engine.loaded, **_cpu_clock()}
 
 
 class RayEngine:
@@ -156,7 +163,11 @@ class RayEngine:
 
     Attributes set by a run: ``computed`` (structures that went through a model), ``skipped``,
     ``shards_done`` (found finished in the work folder), ``shards_run``, ``n_actors``, ``loaded``
-    (whether any actor built the model), ``elapsed``.
+    (whether any actor built the model), ``elapsed`` (wall seconds, Ray's start included),
+    ``startup_seconds`` (until the first actor was ready: Ray started or joined, the actor's
+    imports and, when its identity is not in the cache yet, its model built) and
+    ``actor_cpu_seconds`` (CPU seconds of the actor processes up to their last shard, their
+    start-up and model loading included; the driver's own CPU time is not in it).
     """
 
     def __init__(self, backbone=DEFAULT_BACKBONE, *, batch_size: int = 32, device: str = "cpu", cache_dir=None,
@@ -190,8 +201,13 @@ class RayEngine:
         self.backbone_options = backbone_options
         self.computed, self.skipped = 0, []
         self.shards_done = self.shards_run = self.n_actors = 0
-        self.loaded, self.elapsed = False, 0.0
+        self.loaded, self.elapsed, self.startup_seconds = False, 0.0, 0.0
+        self._actor_cpu: dict[str, float] = {}
         self.shape: tuple[int, int] | None = None
+
+    @property
+    def actor_cpu_seconds(self) -> float:
+        return float(sum(self._actor_cpu.values()))
 
     # -- public entry points ---------------------------------------------------------------
 
@@ -202,12 +218,15 @@ class RayEngine:
             path = path.with_name(path.name + ".npz")  # FeatureWriter's (np.savez's) convention
         work = path.with_name(path.name + ".shards")
         metadata, plan = self._execute(source, work, progress)
+        self.skipped = []
         with FeatureWriter(path, self.shape) as writer:
-            for shard in plan:
+            for shard in plan:  # each record is read once, in input order
                 record = self._record(work, shard)
                 writer.write(record.ids, record.embeddings)
-            writer.metadata = metadata
+                self.skipped.extend(record.metadata["skipped"])
+            writer.metadata = {**metadata, "skipped": self.skipped}
         shutil.rmtree(work)  # everything it held is now in the output (and the cache)
+        self.elapsed = time.perf_counter() - self._started
         return writer.path
 
     def run(self, source, *, progress: bool = False) -> FeatureSet:
@@ -217,7 +236,10 @@ class RayEngine:
             records = [self._record(Path(folder) / "work", shard) for shard in plan]
         embeddings = (np.concatenate([r.embeddings for r in records]) if records
                       else np.zeros((0, *self.shape), np.float32))
-        return FeatureSet(ids=[sid for r in records for sid in r.ids], embeddings=embeddings, metadata=metadata)
+        self.skipped = [entry for r in records for entry in r.metadata["skipped"]]
+        self.elapsed = time.perf_counter() - self._started
+        return FeatureSet(ids=[sid for r in records for sid in r.ids], embeddings=embeddings,
+                          metadata={**metadata, "skipped": self.skipped})
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -226,7 +248,7 @@ class RayEngine:
 
         from .featurize import _describe
 
-        start = time.perf_counter()
+        self._started = time.perf_counter()
         reader, ids, items = _unwrap(source)
         if reader is not None:
             plan = reader.shards(self.shard_size)
@@ -255,6 +277,8 @@ class RayEngine:
             pool_actors.extend(worker.options(**resources).remote(reader, self.backbone, 1, options)
                                for _ in range(wanted))
             described = self._get(pool_actors[0].describe.remote())
+            self.startup_seconds = time.perf_counter() - self._started
+            self._actor_cpu[described["actor"]] = described["cpu"]
             self.shape = tuple(described["shape"])
             run_plan["cache_identity"] = described["cache_identity"] or _sha256(described["identity"])
             self._check_plan(work, run_plan, write=True)
@@ -277,6 +301,7 @@ class RayEngine:
                     submit(queue.pop())
                 while pool.has_next():
                     result = self._get(pool.get_next_unordered)
+                    self._actor_cpu[result["actor"]] = max(result["cpu"], self._actor_cpu.get(result["actor"], 0.0))
                     if "error" in result:
                         # Stop handing out shards and let the ones in flight finish (their records
                         # are kept): every shard before the failed one is then done or failed, so
@@ -298,15 +323,10 @@ class RayEngine:
                 ray.kill(actor)
             if started:
                 ray.shutdown()
-        skipped = []
-        for shard in plan:
-            skipped.extend(self._record(work, shard).metadata["skipped"])
-        self.skipped = skipped
-        self.elapsed = time.perf_counter() - start
         metadata = {
             **described["metadata"],
             "source": _describe(source),
-            "skipped": skipped,
+            "skipped": [],  # filled while the records are assembled
             "engine": {"name": "ray", "ray": ray.__version__, "actors": self.n_actors, "shard_size": self.shard_size,
                        "gpus_per_actor": self.gpus_per_actor},
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
