@@ -58,9 +58,7 @@ def _featurize_ray(args, source, options: dict, ray_options: dict, start: float)
                        **ray_options, **options)
     path = engine.run_to_file(source, args.out, progress=not args.quiet)
     if not args.quiet:
-        from .featureset import FeatureSet
-
-        n = len(FeatureSet.load(path))
+        n = engine.written
         print(f"wrote {n} x {engine.shape[0]} depths x {engine.shape[1]} to {path} "
               f"({engine.computed} computed, {n - engine.computed} reused, {len(engine.skipped)} skipped; "
               f"{engine.shards_run} shards run on {engine.n_actors} Ray actors, {engine.shards_done} found finished"

@@ -111,16 +111,26 @@ class _ShardWorker:
         from .featurize import Engine
 
         self.source = source
-        self.engine = Engine(backbone, **engine_options)
+        self.error = None
+        try:
+            self.engine = Engine(backbone, **engine_options)
+        except HackNIPError as exc:
+            # Raised here, Ray would report a dead actor and lose the typed error (a bad
+            # --model, a missing weights file, no GPU): the first call raises it instead.
+            self.error = exc
 
     def describe(self) -> dict:
         """The backbone identity and the metadata a local run of this engine would write."""
+        if self.error is not None:
+            raise self.error
         engine = self.engine
         return {"identity": engine.identity, "shape": engine.shape, "metadata": engine.metadata(),
                 "cache_identity": None if engine.cache is None else engine.cache.identity_sha256, **_cpu_clock()}
 
     def featurize(self, shard: Shard, items: list | None = None, ids: list | None = None) -> dict:
         """Embeddings of one shard, in input order: the entries read here, or ``items`` sent along."""
+        if self.error is not None:
+            raise self.error
         entries = items if items is not None else self.source.shard_entries(shard)
         if ids is not None:
             entries = ((name, item) for name, (_, item) in zip(ids, entries, strict=True))
@@ -161,13 +171,27 @@ class RayEngine:
     shard_size : int
         Structures per shard, a multiple of ``batch_size`` (default 1024).
 
-    Attributes set by a run: ``computed`` (structures that went through a model), ``skipped``,
-    ``shards_done`` (found finished in the work folder), ``shards_run``, ``n_actors``, ``loaded``
-    (whether any actor built the model), ``elapsed`` (wall seconds, Ray's start included),
-    ``startup_seconds`` (until the first actor was ready: Ray started or joined, the actor's
-    imports and, when its identity is not in the cache yet, its model built) and
-    ``actor_cpu_seconds`` (CPU seconds of the actor processes up to their last shard, their
-    start-up and model loading included; the driver's own CPU time is not in it).
+    Attributes
+    ----------
+    computed : int
+        Structures of the last run that went through a model (the rest came from the cache).
+    skipped : list of dict
+        ``{id, error}`` of the structures left out (``on_error="skip"``), in input order.
+    written : int
+        Structures in the output file of :meth:`run_to_file`.
+    shards_done, shards_run : int
+        Shards found finished in the work folder, and shards run.
+    n_actors : int
+        Size of the actor pool used.
+    loaded : bool
+        Whether any actor built the model (a fully cached run builds none).
+    elapsed, startup_seconds : float
+        Wall seconds of the run (Ray's start included), and until the first actor was ready
+        (Ray started or joined, the actor's imports and, when the backbone's identity is not in
+        the cache yet, its model built).
+    actor_cpu_seconds : float
+        CPU seconds of the actor processes up to their last shard, start-up and model loading
+        included (the driver's own CPU time is not in it).
     """
 
     def __init__(self, backbone=DEFAULT_BACKBONE, *, batch_size: int = 32, device: str = "cpu", cache_dir=None,
@@ -202,6 +226,7 @@ class RayEngine:
         self.computed, self.skipped = 0, []
         self.shards_done = self.shards_run = self.n_actors = 0
         self.loaded, self.elapsed, self.startup_seconds = False, 0.0, 0.0
+        self.written = 0
         self._actor_cpu: dict[str, float] = {}
         self.shape: tuple[int, int] | None = None
 
@@ -225,6 +250,7 @@ class RayEngine:
                 writer.write(record.ids, record.embeddings)
                 self.skipped.extend(record.metadata["skipped"])
             writer.metadata = {**metadata, "skipped": self.skipped}
+        self.written = len(writer.ids)
         shutil.rmtree(work)  # everything it held is now in the output (and the cache)
         self.elapsed = time.perf_counter() - self._started
         return writer.path
