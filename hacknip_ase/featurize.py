@@ -9,6 +9,9 @@ The portable output file is described in :mod:`hacknip_ase.featureset`. A run wh
 are all cached never loads the model: the backbone's identity is recorded in the cache the first
 time it is built (:func:`hacknip_ase.cache.known_identity`), and CIF files whose content is
 already known are not parsed again.
+
+``featurize(..., engine="ray")`` runs the same :class:`Engine` on a pool of Ray actors, shard by
+shard, with the same output and cache entries (:mod:`hacknip_ase.distributed`).
 """
 
 from __future__ import annotations
