@@ -138,3 +138,12 @@ class TableError(HackNIPError):
 
 class PartialOccupancyError(InvalidStructureError):
     """A structure has partially occupied sites and the chosen policy does not reduce them."""
+
+
+class MissingDependencyError(HackNIPError, ImportError):
+    """An optional package a requested feature needs is not installed; the message names the
+    ``pip install`` that brings it."""
+
+
+class WorkFolderError(HackNIPError):
+    """The resume folder of a distributed run belongs to another run (other input or options)."""

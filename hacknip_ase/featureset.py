@@ -16,7 +16,9 @@ An uncompressed numpy ``.npz`` archive, readable with ``np.load(path, allow_pick
     batch_size, device, on_error), ``versions`` (python, hacknip-ase, numpy, torch, ase,
     pymatgen and the NIP package), ``cache_identity`` (sha256 of the cache identity, null if
     no cache), ``source`` (what was read), ``skipped`` (list of {id, error} when
-    ``on_error="skip"``) and ``created`` (UTC ISO time).
+    ``on_error="skip"``) and ``created`` (UTC ISO time). A run of the Ray engine adds
+    ``engine`` (name "ray", the ray version, actors, shard_size, gpus_per_actor); the rest is
+    as for a local run.
 """
 
 from __future__ import annotations

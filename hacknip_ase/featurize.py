@@ -9,6 +9,9 @@ The portable output file is described in :mod:`hacknip_ase.featureset`. A run wh
 are all cached never loads the model: the backbone's identity is recorded in the cache the first
 time it is built (:func:`hacknip_ase.cache.known_identity`), and CIF files whose content is
 already known are not parsed again.
+
+``featurize(..., engine="ray")`` runs the same :class:`Engine` on a pool of Ray actors, shard by
+shard, with the same output and cache entries (:mod:`hacknip_ase.distributed`).
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ def featurize(
     format: str | None = None,
     on_error: str = "raise",
     out: str | os.PathLike | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    actors: int | None = None,
+    gpus_per_actor: float | None = None,
+    shard_size: int | None = None,
     **backbone_options,
 ) -> FeatureSet:
     """Mean-pooled all-depth embeddings of many structures, shape (n, n_depths, dim).
@@ -95,12 +103,37 @@ def featurize(
         in ``metadata["skipped"]``.
     out
         Also stream the result to this ``.npz`` file (the portable format).
+    engine
+        "local" (default): this process; "ray": a pool of Ray actors, each with its own loaded
+        backbone (needs ``pip install hacknip-ase[ray]``; see :mod:`hacknip_ase.distributed`).
+        The output and the cache entries are those of a local run; with ``out``, finished
+        shards are recorded beside it and a re-run resumes from them.
+    address, actors, gpus_per_actor, shard_size
+        Ray only (see :class:`hacknip_ase.distributed.RayEngine`): the cluster to join (None:
+        start a local Ray), the number of actors (default: one per CPU, or per
+        ``gpus_per_actor`` GPUs), GPUs per actor (default 0) and structures per shard (a
+        multiple of ``batch_size``, default 1024).
 
     Returns
     -------
     FeatureSet
         ``embeddings`` (n, n_depths, dim) float32, ``ids`` and ``metadata``.
     """
+    ray_options = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor, "shard_size": shard_size}
+    if engine == "ray":
+        from .distributed import RayEngine
+
+        ray_engine = RayEngine(backbone, batch_size=batch_size, device=device, cache_dir=cache_dir, on_error=on_error,
+                               **{k: v for k, v in ray_options.items() if v is not None}, **backbone_options)
+        source = _as_source(structures, ids, format)
+        if out is not None:
+            return FeatureSet.load(ray_engine.run_to_file(source, out, progress=progress))
+        return ray_engine.run(source, progress=progress)
+    if engine != "local":
+        raise InvalidOptionError(f"engine must be 'local' or 'ray', got {engine!r}")
+    given = sorted(k for k, v in ray_options.items() if v is not None)
+    if given:
+        raise InvalidOptionError(f"{', '.join(given)} only apply with engine='ray'")
     if out is not None:
         run = featurize_to_file(structures, out, backbone, batch_size=batch_size, device=device,
                                 cache_dir=cache_dir, progress=progress, ids=ids, format=format,

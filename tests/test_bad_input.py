@@ -107,6 +107,15 @@ def _write(name: str, text: str | bytes):
     return make
 
 
+def _other_runs_folder(tmp: Path):
+    from hacknip_ase.distributed import RayEngine
+
+    (tmp / "w.npz.shards").mkdir()
+    (tmp / "w.npz.shards" / "plan.json").write_text(json.dumps({"format": "hacknip-shards", "entries": 7}))
+    return RayEngine("chgnet", cache_dir=False).run_to_file(read_structures(_write("s.xyz", "1\n\nSi 0 0 0\n")(tmp)),
+                                                            tmp / "w.npz")
+
+
 #: case -> (callable(tmp_path), error class, text the message must contain)
 CASES = {
     # structures
@@ -149,6 +158,14 @@ CASES = {
                         errors.CorruptWeightsError, "w.pth"),
     "ids of the wrong length": (lambda tmp: featurize([bulk("Si")], chgnet(), ids=["a", "b"], cache_dir=False),
                                 errors.InvalidOptionError, "2 ids for 1"),
+    "table without a structure column": (lambda tmp: read_structures(_write("t.csv", "id,smiles\na,CCO\n")(tmp)),
+                                         errors.TableError, "'structure' column"),
+    # the Ray engine (refused before Ray starts)
+    "ray option with the local engine": (lambda tmp: featurize([bulk("Si")], chgnet(), actors=2),
+                                         errors.InvalidOptionError, "engine='ray'"),
+    "shard size not a multiple of the batch": (lambda tmp: featurize([bulk("Si")], "chgnet", engine="ray", batch_size=4,
+                                                                     shard_size=10), errors.InvalidOptionError, "multiple"),
+    "work folder of another run": (_other_runs_folder, errors.WorkFolderError, "w.npz.shards"),
     # predictor files
     "predictor not a zip": (lambda tmp: load_predictor(_write("p.hnp", b"junk")(tmp)), errors.PredictorFileError, "p.hnp"),
     "predictor without arrays": (_without_arrays, errors.PredictorFileError, "arrays.npz"),
@@ -187,6 +204,10 @@ CLI_CASES = {
     "missing --out": (["hacknip", "featurize", "{tmp}/ok.cif"], "--out"),
     "not an integer": (["hacknip", "featurize", "{tmp}/ok.cif", "-o", "x.npz", "--batch-size", "many"], "many"),
     "unknown command": (["hacknip", "frobnicate"], "frobnicate"),
+    "ray option, local engine": (["hacknip", "featurize", "{tmp}/ok.cif", "-o", "{tmp}/x.npz", "--actors", "2"],
+                                 "--actors only apply with --engine ray"),
+    "shard size of the Ray engine": (["hacknip", "featurize", "{tmp}/ok.cif", "-o", "{tmp}/x.npz", "--engine", "ray",
+                                      "--shard-size", "10", "--batch-size", "4"], "multiple of batch_size"),
     "unknown task": (["hacknip-bench", "run", "--task", "matbench_nosuch"], "matbench_nosuch"),
     "unknown head": (["hacknip-bench", "run", "--task", "matbench_jdft2d", "--head", "svm"], "svm"),
 }

@@ -11,7 +11,7 @@ from ase.io import write
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from hacknip_ase import errors
-from hacknip_ase.readers import detect_format, read_structures
+from hacknip_ase.readers import StructureFile, detect_format, read_structures
 
 from .featurize_support import small_structures
 
@@ -133,3 +133,93 @@ def test_extxyz_frames_parse_one_at_a_time(tmp_path):
     assert len(entries) == 3 and len(read_structures(path)) == 3
     assert isinstance(entries[1][1], errors.StructureParseError) and "frame 1" in str(entries[1][1])
     assert entries[2][1].get_chemical_formula() == "ClNa"
+
+
+def _cif_text(atoms) -> str:
+    import io
+
+    buffer = io.BytesIO()
+    write(buffer, atoms, format="cif")
+    return buffer.getvalue().decode()
+
+
+def _structure_texts(structures) -> list[str]:
+    """Every encoding a table may hold, in turn: pymatgen dict JSON, ase JSON, CIF text."""
+    from ase.io.jsonio import encode
+
+    encoders = [lambda a: json.dumps(AseAtomsAdaptor.get_structure(a).as_dict()), encode, _cif_text]
+    return [encoders[i % 3](atoms) for i, atoms in enumerate(structures)]
+
+
+@pytest.fixture
+def tables(tmp_path):
+    """The same 11 structures as CSV and as Parquet (row groups of 4), with ids."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    structures = small_structures(11, seed=7)
+    texts, ids = _structure_texts(structures), [f"row{i}" for i in range(11)]
+    with open(tmp_path / "set.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "structure", "note"])
+        writer.writerows([sid, text, "x"] for sid, text in zip(ids, texts, strict=True))
+    pq.write_table(pa.table({"id": ids, "structure": texts}), tmp_path / "set.parquet", row_group_size=4)
+    return structures, ids, tmp_path
+
+
+@pytest.mark.parametrize("name", ["set.csv", "set.parquet"])
+def test_tables_of_structures_read_every_encoding(tables, name):
+    structures, ids, folder = tables
+    source = read_structures(folder / name)
+    assert source.format == "table" and len(source) == 11
+    read = list(source)
+    assert [sid for sid, _ in read] == ids
+    for (_, atoms), original in zip(read, structures, strict=True):
+        same(atoms, original)
+    np.testing.assert_allclose(read[1][1].positions, structures[1].positions)  # ase JSON: exact cell and positions
+
+
+def test_table_without_ids_bad_cells_and_missing_column(tmp_path):
+    import csv
+
+    with open(tmp_path / "t.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["structure"])
+        writer.writerows([[_cif_text(bulk("Si"))], ["{\"a\": 1}"], [""]])
+    entries = list(read_structures(tmp_path / "t.csv").entries())
+    assert [sid for sid, _ in entries] == ["t-0", "t-1", "t-2"]
+    assert isinstance(entries[1][1], errors.StructureParseError) and "row 1" in str(entries[1][1])
+    assert isinstance(entries[2][1], errors.StructureParseError) and "empty" in str(entries[2][1])
+    (tmp_path / "no_structure.csv").write_text("id,smiles\na,CCO\n")
+    with pytest.raises(errors.TableError, match="no 'structure' column"):
+        read_structures(tmp_path / "no_structure.csv")
+    assert detect_format(tmp_path / "a.parquet") == "table" and detect_format(tmp_path / "a.csv") == "table"
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 11, 50])
+def test_shards_cover_every_entry_once_in_order(tables, size):
+    """Shards read on their own (positions, offsets, row groups) give exactly the entries, in order."""
+    structures, _, folder = tables
+    write(folder / "set.extxyz", structures, format="extxyz")
+    with connect(folder / "set.db") as db:
+        for atoms in structures:
+            db.write(atoms)
+    (folder / "cifs").mkdir()
+    for i, atoms in enumerate(structures):
+        write(folder / "cifs" / f"{i:02d}.cif", atoms)
+    table = {"index": list(range(11)), "columns": ["structure"],
+             "data": [[AseAtomsAdaptor.get_structure(a).as_dict()] for a in structures]}
+    with gzip.open(folder / "matbench_x.json.gz", "wt") as handle:
+        json.dump(table, handle)
+    for name in ("set.extxyz", "set.db", "cifs", "matbench_x.json.gz", "set.csv", "set.parquet"):
+        source = read_structures(folder / name)
+        whole = list(source)
+        shards = source.shards(size)
+        assert [(s.start, s.stop) for s in shards] == [(a, min(a + size, 11)) for a in range(0, 11, size)], name
+        parts = [entry for shard in reversed(shards) for entry in reversed(list(source.shard_entries(shard)))][::-1]
+        assert [sid for sid, _ in parts] == [sid for sid, _ in whole], name
+        for (_, atoms), (_, expected) in zip(parts, whole, strict=True):
+            atoms = atoms.load() if isinstance(atoms, StructureFile) else atoms
+            np.testing.assert_array_equal(atoms.positions, expected.positions)
