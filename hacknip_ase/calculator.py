@@ -93,5 +93,5 @@ class EmbeddingCalculator(Calculator):
                 results["stress"] = output.stress[0]
         for name, predictor in self.heads.items():
             results.update(predictor.predict_properties(name, embeddings, periodic=bool(self.atoms.pbc.all()),
-                                                        atoms=self.atoms))
+                                                        atoms=self.atoms, backbone=self.backbone))
         self.results = results

@@ -101,7 +101,7 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
         recipe = recipe_for(head)
         arrays, infos = [X[present]], [nip.info]
         for name in recipe.descriptors:
-            source = get_source(name, cache_dir=cache_dir)
+            source = get_source(name, cache_dir=cache_dir, nip=nip)
             arrays.append(embed(data, source, progress=progress)[0][present])
             infos.append(source.info)
         # the benchmark's own transform turns the property into its target; a recipe's "auto" only

@@ -17,9 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from hacknip_ase.composition import NAME as COMPOSITION
-
-#: descriptor sources a recipe may add next to the backbone's embeddings
-DESCRIPTORS = (COMPOSITION,)
+from hacknip_ase.sources import NAMES as DESCRIPTORS  # sources a recipe may add beside the embeddings
 CANDIDATES = ("single", "concat", "multi", "all")
 
 

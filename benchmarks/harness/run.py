@@ -62,12 +62,13 @@ def _source_info(source) -> dict:
     return dict(info) if isinstance(info, dict) else info.as_dict()
 
 
-def get_source(name: str, *, device: str = "cpu", cache_dir=None):
-    """A NIP backbone by registry name, or a descriptor source ("composition")."""
-    from hacknip_ase.composition import NAME as COMPOSITION, CompositionSource
+def get_source(name: str, *, device: str = "cpu", cache_dir=None, nip=None):
+    """A NIP backbone by registry name, or a descriptor source ("composition"; "physics",
+    simulated with the run's backbone ``nip``)."""
+    from hacknip_ase.sources import NAMES, build_source
 
-    if name == COMPOSITION:
-        return CompositionSource(cache_dir=cache_dir)
+    if name in NAMES:
+        return build_source(name, backbone=nip, cache_dir=cache_dir)
     from hacknip_ase.backbones import get_backbone
 
     return get_backbone(name, device=device)
@@ -120,12 +121,12 @@ def embed(data, backbone, *, cache_dir=None, batch_size: int = 32, progress: boo
     per-row features (AIMD temperature) are appended to every depth, so depth selection
     still compares depths and the head always sees them.
     """
-    from hacknip_ase.composition import CompositionSource
     from hacknip_ase.featurize import featurize
+    from hacknip_ase.sources import is_source
 
     from ..tasks.electrolytes import mixture_embeddings
 
-    if isinstance(backbone, CompositionSource):  # a descriptor source: computed from each structure
+    if is_source(backbone):  # a descriptor source: computed from each structure
         if data.inputs and isinstance(data.inputs[0], Mapping):
             raise ValueError(f"{backbone.name} descriptors need one structure per row, not mixtures")
         X = backbone.embed(data.inputs, progress=progress)
@@ -193,7 +194,7 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     X, present, feature_meta = embed(data, nip, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
     descriptors = []
     for name in recipe.descriptors:
-        source = get_source(name, cache_dir=cache_dir)
+        source = get_source(name, cache_dir=cache_dir, nip=nip)
         descriptors.append((_source_info(source), embed(data, source, progress=progress)[0]))
     timing["featurize"] = time.perf_counter() - t
 

@@ -306,10 +306,10 @@ class Predictor:
     def embed(self, structures, backbone=None, batch_size: int = 32):
         """Embeddings of ``structures`` from the backbone(s) this predictor was trained on."""
         if backbone is None:
-            backbone = [r["name"] if _is_descriptor(r) else (r["name"], {"model": r["model"]}) for r in self.backbones]
+            backbone = [r if _is_descriptor(r) else (r["name"], {"model": r["model"]}) for r in self.backbones]
         elif len(self.backbones) > 1 and not isinstance(backbone, (list, tuple)):
-            # one built NIP given: the descriptor sources are computed here
-            backbone = [backbone if not _is_descriptor(r) else r["name"] for r in self.backbones]
+            # one built NIP given: the descriptor sources are computed here (physics with that NIP)
+            backbone = [backbone if not _is_descriptor(r) else r for r in self.backbones]
         backbones = _built(backbone, None)
         if len(backbones) != len(self.backbones):
             raise PredictorMismatchError(f"predictor needs {self.backbone_label}")
@@ -364,14 +364,16 @@ class Predictor:
             register_output(prop, (), float)
         return names
 
-    def predict_properties(self, name: str, embeddings, periodic: bool | None = None, atoms=None) -> dict:
+    def predict_properties(self, name: str, embeddings, periodic: bool | None = None, atoms=None,
+                           backbone=None) -> dict:
         """ASE results for one structure: value, (probability,) domain distance (inf for a
         structure whose periodicity the training set never had, see :meth:`domain_distance`).
 
         ``embeddings`` are the (1, n_depths, dim) embeddings of the one NIP this predictor uses;
-        its descriptor sources (composition) are computed from ``atoms``.
+        its descriptor sources (composition, physics) are computed from ``atoms`` (physics with
+        ``backbone``, the calculator's built NIP).
         """
-        features = self.features(self._with_descriptors(embeddings, atoms))
+        features = self.features(self._with_descriptors(embeddings, atoms, backbone))
         if len(features) != 1:
             raise ValueError("predict_properties takes the embeddings of one structure")
         results = {f"{name}_domain_distance": float(self._distance(features, periodic)[0])}
@@ -383,7 +385,7 @@ class Predictor:
             results[name] = float(self.head.predict(features)[0])
         return results
 
-    def _with_descriptors(self, embeddings, atoms):
+    def _with_descriptors(self, embeddings, atoms, backbone=None):
         """The list of all sources' arrays for one structure, given its NIP embeddings."""
         if not any(_is_descriptor(r) for r in self.backbones):
             return embeddings
@@ -391,8 +393,9 @@ class Predictor:
             raise ValueError(f"predictor {self.target_name!r} also uses descriptors computed from the structure: "
                              "pass atoms=")
         if not hasattr(self, "_descriptor_sources"):  # built once: matminer loads its tables per featurizer
-            self._descriptor_sources = {r["name"]: _built([r["name"]], None)[0] for r in self.backbones
-                                        if _is_descriptor(r)}
+            records = [r for r in self.backbones if _is_descriptor(r)]
+            built = _built(([backbone] if backbone is not None else []) + records, None)[-len(records):]
+            self._descriptor_sources = {r["name"]: source for r, source in zip(records, built, strict=True)}
         nip = np.asarray(embeddings)
         return [self._descriptor_sources[r["name"]].embed([atoms]) if _is_descriptor(r) else nip
                 for r in self.backbones]
@@ -507,22 +510,31 @@ def pbc_kind(structures) -> str | None:
 
 
 def _built(backbone, options) -> list:
-    """Built feature sources: NIP backbones (names, (name, options), Backbone) and descriptor
-    sources ("composition", or a built CompositionSource)."""
+    """Built feature sources, in order: NIP backbones (names, (name, options), Backbone) and
+    descriptor sources (names, identity records or built sources; physics simulates with the
+    first NIP in the list, or builds the one its record names)."""
     from ..backbones import Backbone, get_backbone
-    from ..composition import NAME as COMPOSITION, CompositionSource
+    from ..sources import NAMES, build_source, is_source
 
     items = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
-    built = []
-    for item in items:
-        if isinstance(item, (Backbone, CompositionSource)):
-            built.append(item)
-        elif item == COMPOSITION:
-            built.append(CompositionSource())
+    built: list = [None] * len(items)
+    for k, item in enumerate(items):  # NIPs first: a physics source simulates with one of them
+        if isinstance(item, Backbone):
+            built[k] = item
         elif isinstance(item, tuple):  # (name, options)
-            built.append(get_backbone(item[0], **item[1]))
+            built[k] = get_backbone(item[0], **item[1])
+        elif isinstance(item, str) and item not in NAMES:
+            built[k] = get_backbone(item, **(options or {}))
+    nip = next((b for b in built if b is not None), None)
+    for k, item in enumerate(items):
+        if built[k] is not None:
+            continue
+        if is_source(item):
+            built[k] = item
+        elif isinstance(item, dict):  # a saved descriptor record
+            built[k] = build_source(item["name"], backbone=nip, model=item.get("model"))
         else:
-            built.append(get_backbone(item, **(options or {})))
+            built[k] = build_source(item, backbone=nip)
     return built
 
 

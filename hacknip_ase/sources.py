@@ -1,0 +1,82 @@
+"""Descriptor sources: feature sources beside the NIP embeddings, computed from each structure.
+
+A source plays the part of a backbone for :class:`~hacknip_ase.heads.Predictor`: an identity
+record (``name``, ``model``, ``weights_sha256`` = sha256 of what changes its numbers,
+``n_depths`` 1, ``dim``, ``kind`` "descriptors") and ``embed(structures) -> (n, 1, dim)``, so
+depth selection treats it as one more candidate ("chgnet:3+composition:0").
+
+- ``composition``: matminer composition descriptors (:mod:`hacknip_ase.composition`);
+- ``physics``: the frozen NIP as a simulator of the structure (:mod:`hacknip_ase.physics`:
+  energies, formation-energy estimate, EOS and elastic moduli, Gamma phonons); it needs the
+  backbone, and its record's ``model`` names it ("chgnet 0.3.0").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from .composition import NAME as COMPOSITION, CompositionSource
+
+PHYSICS = "physics"
+#: descriptor source names, as the command lines and suite files offer them
+NAMES = (COMPOSITION, PHYSICS)
+
+
+class PhysicsSource:
+    """NIP-simulated physics descriptors of a built backbone, as a feature source.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The frozen NIP that simulates each structure (the same one that gives the embeddings).
+    cache_dir : path, None or False
+        Root of the physics cache (see :func:`hacknip_ase.physics.physics_features`).
+    """
+
+    name = PHYSICS
+
+    def __init__(self, backbone, cache_dir=None) -> None:
+        from .physics import PHYSICS_COLUMNS, PhysicsSettings, physics_identity
+
+        self.backbone = backbone
+        self.cache_dir = cache_dir
+        self.settings = PhysicsSettings()
+        identity = physics_identity(backbone, self.settings)
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+        self.info = {"name": PHYSICS, "model": f"{backbone.name} {backbone.info.model}", "weights_sha256": digest,
+                     "n_depths": 1, "dim": len(PHYSICS_COLUMNS), "kind": "descriptors"}
+
+    def embed(self, structures, *, progress: bool = False) -> np.ndarray:
+        """(n, 1, n_columns) float32 descriptors; NaN where a quantity could not be computed."""
+        from .physics import physics_features
+
+        values, _, _ = physics_features(list(structures), self.backbone, settings=self.settings,
+                                        cache_dir=self.cache_dir, progress=progress)
+        return np.asarray(values, dtype=np.float32).reshape(len(values), 1, -1)
+
+    def __repr__(self) -> str:
+        return f"PhysicsSource({self.info['model']}, {self.info['dim']} columns)"
+
+
+def build_source(name: str, *, backbone=None, model: str | None = None, cache_dir=None):
+    """The descriptor source ``name``; ``physics`` simulates with ``backbone`` (a built Backbone),
+    or with the backbone ``model`` names ("chgnet 0.3.0", as a saved record has it)."""
+    if name == COMPOSITION:
+        return CompositionSource(cache_dir=cache_dir)
+    if name == PHYSICS:
+        if backbone is None:
+            if not model:
+                raise ValueError("the physics source needs the backbone that simulates the structures")
+            from .backbones import get_backbone
+
+            nip, _, variant = model.partition(" ")
+            backbone = get_backbone(nip, model=variant) if variant else get_backbone(nip)
+        return PhysicsSource(backbone, cache_dir=cache_dir)
+    raise ValueError(f"unknown descriptor source {name!r}; valid: {', '.join(NAMES)}")
+
+
+def is_source(item) -> bool:
+    return isinstance(item, (CompositionSource, PhysicsSource))
