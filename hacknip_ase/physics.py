@@ -27,8 +27,9 @@ coordinates are upper bounds of the relaxed-ion ones). Shear strains are enginee
 (``eps_4 = 2 eps_yz``), so ``C_ij = d sigma_i / d eps_j`` in the usual Voigt form.
 
 The structure is used as given unless ``PhysicsSettings(relax=True)``: then positions and cell
-are first relaxed with the NIP (BFGS on ASE's ``FrechetCellFilter``), and the metadata records
-it. The EOS fit finds the NIP's own equilibrium volume either way (``eos_volume_ratio``).
+of a periodic structure are first relaxed with the NIP (BFGS on ASE's ``FrechetCellFilter``),
+every quantity (energies included) refers to the relaxed structure, and the settings in the
+cache identity and the metadata record it. The EOS fit finds the NIP's own equilibrium volume either way (``eos_volume_ratio``).
 
 Phonons: the cell is repeated until every lattice vector is at least ``phonon_min_length``
 (default 6 A; at most ``phonon_max_atoms`` atoms, else NaN); only the atoms of the first copy
@@ -258,6 +259,32 @@ class PhysicsResult:
 def columns_of(quantity: str) -> list[str]:
     """The columns one quantity produces."""
     return [name for name, (_, q) in COLUMN_INFO.items() if q == quantity]
+
+
+#: EmbeddingCalculator properties (registered ASE outputs): every column (scalars, units in
+#: :data:`COLUMN_UNITS`) and the (6, 6) elastic tensor in GPa.
+PHYSICS_OUTPUTS = (*PHYSICS_COLUMNS, "elastic_tensor")
+_OUTPUT_QUANTITY = {**{name: q for name, (_, q) in COLUMN_INFO.items()}, "elastic_tensor": "elastic"}
+
+
+def outputs_for(items, *, names: bool = False) -> tuple[str, ...]:
+    """Quantities needed for output names (``names=False``), or output names of quantities (``names=True``)."""
+    items = list(items)
+    if names:
+        return tuple(name for name in PHYSICS_OUTPUTS if _OUTPUT_QUANTITY[name] in items)
+    unknown = sorted(set(items) - set(PHYSICS_OUTPUTS))
+    if unknown:
+        raise InvalidOptionError(f"unknown physics propert(ies) {', '.join(unknown)}; known: {', '.join(PHYSICS_OUTPUTS)}")
+    return tuple(q for q in QUANTITIES if q in {_OUTPUT_QUANTITY[name] for name in items})
+
+
+def register_physics_outputs() -> None:
+    """Register :data:`PHYSICS_OUTPUTS` in ``ase.outputs`` (once)."""
+    from .outputs import register_output
+
+    for name in PHYSICS_COLUMNS:
+        register_output(name, ())
+    register_output("elastic_tensor", (6, 6))
 
 
 # -- simulator plumbing -----------------------------------------------------------------------
@@ -632,6 +659,18 @@ def _default_root() -> Path:
     return cache_dir() / "physics"
 
 
+def elemental_references(source, settings: PhysicsSettings | None = None, cache_dir=None) -> ElementalReferences:
+    """The elemental references of ``source``, cached under ``<cache_dir>/physics/references`` (None: the
+    user cache; False: in memory only). The same file serves :func:`physics_features` and the calculator."""
+    settings = settings or PhysicsSettings()
+    identity = physics_identity(source, settings)
+    if cache_dir is False or identity is None:
+        return ElementalReferences(source, None, fmax=settings.relax_fmax, steps=settings.relax_steps)
+    root = Path(cache_dir) / "physics" if cache_dir is not None else _default_root()
+    base = {k: v for k, v in identity.items() if k not in ("settings", "columns")}
+    return ElementalReferences(source, base, root, fmax=settings.relax_fmax, steps=settings.relax_steps)
+
+
 # -- the pipeline -----------------------------------------------------------------------------------
 
 def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettings | None = None,
@@ -654,12 +693,14 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
     if settings.relax:
         start = time.process_time()
         for i, atoms in enumerate(atoms_list):
-            if i in rejected or not periodic[i] or not wanted & {"eos", "elastic", "phonon"}:
+            if i in rejected or not periodic[i]:
                 continue
             relaxed, converged, steps = relax(atoms, source, fmax=settings.relax_fmax, steps=settings.relax_steps)
             results[i].details["relaxation"] = {"converged": converged, "steps": steps}
             atoms_list[i] = relaxed
+            base[i] = _Request(i, "base", relaxed, True)  # every quantity then refers to the relaxed structure
         runner.cpu_seconds["relax"] = runner.cpu_seconds.get("relax", 0.0) + time.process_time() - start
+        rejected |= runner.run([base[i] for i in range(len(base)) if "relaxation" in results[i].details])
 
     derived: list[_Request] = []
     plans: dict[int, dict] = {}
@@ -860,10 +901,7 @@ def physics_features(structures, backbone="chgnet", *, settings: PhysicsSettings
             raise InvalidOptionError(f"{type(source).__name__} has no identity to key a cache with; pass cache_dir=False")
         root = Path(cache_dir) / "physics" if cache_dir is not None else _default_root()
     cache = None if root is None else FeatureCache(identity, (2, len(PHYSICS_COLUMNS)), root)
-    reference_identity = None if identity is None else {k: v for k, v in identity.items() if k not in ("settings", "columns")}
-    references = ElementalReferences(source, reference_identity if root is not None else None, root,
-                                     fmax=settings.relax_fmax, steps=settings.relax_steps) \
-        if "formation" in settings.quantities else None
+    references = elemental_references(source, settings, cache_dir) if "formation" in settings.quantities else None
     runner = _Runner(source, settings.max_batch_atoms, settings.max_force_batch_atoms)
 
     values = np.full((len(structures), len(PHYSICS_COLUMNS)), np.nan)
