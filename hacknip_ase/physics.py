@@ -731,8 +731,7 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
         if i in rejected:
             results[i] = PhysicsResult.empty("rejected by the backbone")
             continue
-        _fill_result(result, atoms_list[i], structures[i], base[i], plans.get(i, {}), periodic[i], wanted,
-                     settings, references)
+        _fill_result(result, atoms_list[i], base[i], plans.get(i, {}), periodic[i], wanted, settings, references)
     return results
 
 
@@ -744,7 +743,7 @@ def _plain(atoms) -> Atoms:
     return copy
 
 
-def _fill_result(result: PhysicsResult, atoms: Atoms, original, base: _Request, plan: dict, periodic: bool,
+def _fill_result(result: PhysicsResult, atoms: Atoms, base: _Request, plan: dict, periodic: bool,
                  wanted: set, settings: PhysicsSettings, references) -> None:
     energy, _, stress = base.result
     n = len(atoms)
@@ -754,7 +753,7 @@ def _fill_result(result: PhysicsResult, atoms: Atoms, original, base: _Request, 
         if references is None:
             result.fail("formation_energy_per_atom", "no elemental reference")
         else:
-            mu = sum(references.energy(z) for z in original.numbers)
+            mu = sum(references.energy(z) for z in atoms.numbers)
             result.set("formation_energy_per_atom", (energy - mu) / n)
             if not np.isfinite(mu):
                 result.fail("formation_energy_per_atom", "no elemental reference")

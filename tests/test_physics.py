@@ -371,3 +371,15 @@ def test_chgnet_calculator_physics_properties(chgnet, tmp_path):
     with pytest.raises(errors.OverlappingAtomsError):
         broken.calc.get_property("bulk_modulus_vrh", broken)
     assert calc.results == {} and calc.physics_reasons == {}
+
+
+def test_pymatgen_structures_are_accepted():
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    structure = AseAtomsAdaptor.get_structure(bulk("Cu"))
+    settings = PhysicsSettings(quantities=("energy", "formation"))
+    values, _, _ = physics_features([structure], EMTSimulator(), settings=settings, cache_dir=False, progress=False)
+    expected, _, _ = physics_features([bulk("Cu")], EMTSimulator(), settings=settings, cache_dir=False, progress=False)
+    np.testing.assert_allclose(values, expected, equal_nan=True)
+    direct = compute_physics([structure], EMTSimulator(), settings, physics.ElementalReferences(EMTSimulator(), None))
+    np.testing.assert_allclose(direct[0].values, expected[0], equal_nan=True)
