@@ -641,8 +641,12 @@ class ElementalReferences:
             return {"energy_per_atom": float("nan"), "error": "non-finite NIP energies"}
         best = int(np.nanargmin(per_atom))
         phase, scale, atoms = candidates[best]
-        relaxed, converged, steps = relax(atoms, self.source, fmax=self.fmax, steps=self.steps)
-        energy = float(self.source.forward([relaxed]).energy[0]) / len(relaxed)
+        try:
+            relaxed, converged, steps = relax(atoms, self.source, fmax=self.fmax, steps=self.steps)
+            energy = float(self.source.forward([relaxed]).energy[0]) / len(relaxed)
+        except InvalidStructureError as exc:  # keep the scan's point, say so
+            relaxed, converged, steps, energy = atoms, False, None, float(per_atom[best])
+            log.warning("reference relaxation of %s %s failed: %s", symbol, phase, exc)
         record = {"energy_per_atom": min(energy, float(per_atom[best])), "phase": phase, "scan_scale": scale,
                   "scan_energy_per_atom": float(per_atom[best]), "relaxed_energy_per_atom": energy,
                   "converged": converged, "steps": steps}
@@ -695,7 +699,11 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
         for i, atoms in enumerate(atoms_list):
             if i in rejected or not periodic[i]:
                 continue
-            relaxed, converged, steps = relax(atoms, source, fmax=settings.relax_fmax, steps=settings.relax_steps)
+            try:
+                relaxed, converged, steps = relax(atoms, source, fmax=settings.relax_fmax, steps=settings.relax_steps)
+            except InvalidStructureError as exc:  # e.g. atoms driven together: the backbone refuses the step
+                results[i].details["relaxation"] = {"converged": False, "error": f"{type(exc).__name__}: {exc}"}
+                continue
             results[i].details["relaxation"] = {"converged": converged, "steps": steps}
             atoms_list[i] = relaxed
             base[i] = _Request(i, "base", relaxed, True)  # every quantity then refers to the relaxed structure
@@ -745,6 +753,10 @@ def _plain(atoms) -> Atoms:
 
 def _fill_result(result: PhysicsResult, atoms: Atoms, base: _Request, plan: dict, periodic: bool,
                  wanted: set, settings: PhysicsSettings, references) -> None:
+    if settings.relax and periodic and not result.details["relaxation"]["converged"]:
+        for quantity in wanted:  # the energies too: with relax=True they are the relaxed structure's
+            result.fail(columns_of(quantity), "relaxation did not converge")
+        return
     energy, _, stress = base.result
     n = len(atoms)
     if "energy" in wanted:
@@ -761,11 +773,6 @@ def _fill_result(result: PhysicsResult, atoms: Atoms, base: _Request, plan: dict
         for quantity in ("eos", "elastic", "phonon"):
             if quantity in wanted:
                 result.fail(columns_of(quantity), "not periodic: no stress or phonons")
-        return
-    if settings.relax and not result.details["relaxation"]["converged"]:
-        for quantity in ("eos", "elastic", "phonon"):
-            if quantity in wanted:
-                result.fail(columns_of(quantity), "relaxation did not converge")
         return
     if "eos" in wanted:
         volumes = [r.atoms.get_volume() for r in plan["eos"]]

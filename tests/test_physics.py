@@ -383,3 +383,13 @@ def test_pymatgen_structures_are_accepted():
     np.testing.assert_allclose(values, expected, equal_nan=True)
     direct = compute_physics([structure], EMTSimulator(), settings, physics.ElementalReferences(EMTSimulator(), None))
     np.testing.assert_allclose(direct[0].values, expected[0], equal_nan=True)
+
+
+def test_unconverged_relaxation_leaves_every_quantity_nan():
+    rattled = bulk("Cu", "fcc", a=3.45, cubic=True)
+    rattled.rattle(0.05, seed=3)
+    settings = PhysicsSettings(quantities=("energy", "eos"), relax=True, relax_steps=1)
+    result = compute_physics([rattled], EMTSimulator(), settings)[0]
+    assert result.details["relaxation"] == {"converged": False, "steps": 1}
+    assert np.isnan(result.values[COL["energy_per_atom"]]) and np.isnan(result.values[COL["eos_bulk_modulus"]])
+    assert result.reasons[COL["energy_per_atom"]] == "relaxation did not converge"
