@@ -155,7 +155,8 @@ def render(out_dir: Path = OUT_DIR) -> Path:
     lines = ["# NIP-simulated physics vs DFT targets", "",
              "The frozen NIP used as a simulator (hacknip_ase.physics), compared with the Matbench target as is: no",
              "fit, no training. MAE in the target's units (log10 GPa, cm^-1, eV per 5-atom cell); Spearman rho over the",
-             "rows with a finite NIP value. Cost: CPU-s per structure on one thread (process time, model load excluded).",
+             "rows with a finite NIP value. Cost: CPU-s per structure on one thread (process time, model load excluded);",
+             "log_gvrh uses the same structures and settings as log_kvrh, so it is served from the physics cache.",
              "'MAE after mean shift' removes the mean error measured on the same rows (reference-state offsets, e.g.",
              "Matbench's perovskite e_form uses its own O reference): orientation only, not a prediction score.",
              "Regenerate with `python -m benchmarks.physics_validation render`.", "",
@@ -167,6 +168,7 @@ def render(out_dir: Path = OUT_DIR) -> Path:
         cost = result["cost"]
         per = cost["cpu_seconds_per_computed_structure"]
         full = cost["projected_full_cpu_hours"]
+        per_text = _fmt(per, 2) if per is not None else f"cached ({cost['cached']} rows)"
         subset = result["subset"]
         targets = np.asarray(result["targets"], float)
         figure, axes = plt.subplots(1, len(result["comparisons"]), figsize=(4.2 * len(result["comparisons"]), 4),
@@ -181,7 +183,7 @@ def render(out_dir: Path = OUT_DIR) -> Path:
                 f"| {result['task']} | {result['backbone']} | {label} | {subset['size']} ({subset['of']}, {subset['seed']}) "
                 f"| {comp['n_valid']} | {_fmt(comp['mae'])} | {_fmt(comp['bias'])} | {_fmt(comp.get('mae_after_mean_shift'))} "
                 f"| {_fmt(comp['spearman'], 3)} "
-                f"| {_fmt(per, 2)} | {_fmt(full, 2)} | {reason_text} | {commit} |")
+                f"| {per_text} | {_fmt(full, 2)} | {reason_text} | {commit} |")
             predicted = np.array([np.nan if p is None else p for p in comp["predicted"]], float)
             ok = np.isfinite(predicted)
             ax.scatter(targets[ok], predicted[ok], s=6, alpha=0.5)
