@@ -79,7 +79,7 @@ from .errors import HackNIPError, InvalidOptionError, InvalidStructureError
 log = logging.getLogger(__name__)
 
 #: Bump when a column, a reason code or a recipe changes (part of every cache identity).
-PHYSICS_FORMAT = 1
+PHYSICS_FORMAT = 2  # 2: elemental references guarded against NIP collapse (unbracketed scans, big drops)
 QUANTITIES = ("energy", "formation", "eos", "elastic", "phonon")
 
 #: column -> (unit, quantity that produces it). The order is the order of the feature vector.
@@ -577,18 +577,23 @@ class ElementalReferences:
     Per element: a volume scan (nearest-neighbour distance 0.8-1.3 x twice the covalent radius)
     of fcc, bcc, hcp (ideal c/a), diamond and simple cubic in one batch, then the lowest point
     relaxed (BFGS, cell filter); for :data:`MOLECULAR_ELEMENTS` the dimer in vacuum instead.
-    The record keeps phase, volume, relaxed energy, steps and convergence. An element whose
-    relaxation does not converge keeps the lowest energy reached and ``converged: false``.
+    Only phases whose scan minimum is bracketed count, and a relaxation that drops more than
+    :attr:`MAX_RELAX_DROP` below the scan minimum (a collapse into a NIP artefact) is rejected
+    in favour of the scan point (``converged: false`` and a ``note``). The record keeps phase,
+    volume, energies, steps and convergence; no bracketed phase: NaN with the reason.
     """
 
     SCALES = (0.8, 0.875, 0.95, 1.025, 1.1, 1.2, 1.3)
+    #: eV/atom a relaxation may go below the scan minimum (more: a collapse into a NIP artefact)
+    MAX_RELAX_DROP = 0.5
 
     def __init__(self, source, identity: dict | None, root: str | os.PathLike | None = None, *,
                  fmax: float = 0.02, steps: int = 200) -> None:
         self.source, self.fmax, self.steps = source, fmax, steps
         self.identity = None if identity is None else {
             **identity, "physics_format": PHYSICS_FORMAT, "phases": list(REFERENCE_PHASES),
-            "molecular": list(MOLECULAR_ELEMENTS), "scales": list(self.SCALES), "fmax": fmax, "steps": steps}
+            "molecular": list(MOLECULAR_ELEMENTS), "scales": list(self.SCALES), "fmax": fmax, "steps": steps,
+            "max_relax_drop": self.MAX_RELAX_DROP}
         self.path = None
         self.records: dict[str, dict] = {}
         self.cpu_seconds = 0.0
@@ -639,17 +644,35 @@ class ElementalReferences:
         per_atom = np.asarray(energies, float) / np.array([len(a) for *_, a in candidates])
         if not np.any(np.isfinite(per_atom)):
             return {"energy_per_atom": float("nan"), "error": "non-finite NIP energies"}
-        best = int(np.nanargmin(per_atom))
+        # A NIP can have unphysical holes at short distances (SevenNet-0 sends compressed B to
+        # -505 eV/atom): a phase counts only if its scan minimum is bracketed (not at the
+        # smallest or largest scale), and a relaxation may refine that minimum, not fall from it.
+        grid = per_atom.reshape(len(phases), len(self.SCALES))
+        bracketed = []
+        for k in range(len(phases)):
+            finite = np.flatnonzero(np.isfinite(grid[k]))  # points the backbone refused are NaN
+            if len(finite) >= 3 and finite[0] < int(np.nanargmin(grid[k])) < finite[-1]:
+                bracketed.append(k)
+        if not bracketed:
+            return {"energy_per_atom": float("nan"), "error": "no phase has a bracketed energy minimum in the scan"}
+        k = min(bracketed, key=lambda k: np.nanmin(grid[k]))
+        best = k * len(self.SCALES) + int(np.nanargmin(grid[k]))
         phase, scale, atoms = candidates[best]
+        note = None
         try:
             relaxed, converged, steps = relax(atoms, self.source, fmax=self.fmax, steps=self.steps)
             energy = float(self.source.forward([relaxed]).energy[0]) / len(relaxed)
         except InvalidStructureError as exc:  # keep the scan's point, say so
             relaxed, converged, steps, energy = atoms, False, None, float(per_atom[best])
-            log.warning("reference relaxation of %s %s failed: %s", symbol, phase, exc)
+            note = f"relaxation failed: {type(exc).__name__}: {exc}"
+        if energy < per_atom[best] - self.MAX_RELAX_DROP:
+            note = f"relaxation fell {per_atom[best] - energy:.2f} eV/atom below the scan minimum: rejected"
+            relaxed, converged, energy = atoms, False, float(per_atom[best])
+        if note:
+            log.warning("reference %s %s: %s", symbol, phase, note)
         record = {"energy_per_atom": min(energy, float(per_atom[best])), "phase": phase, "scan_scale": scale,
                   "scan_energy_per_atom": float(per_atom[best]), "relaxed_energy_per_atom": energy,
-                  "converged": converged, "steps": steps}
+                  "converged": converged, "steps": steps, **({"note": note} if note else {})}
         if relaxed.pbc.all():
             record["volume_per_atom"] = float(relaxed.get_volume() / len(relaxed))
         else:

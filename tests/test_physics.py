@@ -236,13 +236,17 @@ def test_molecules_get_nan_with_reasons_and_rows_align(tmp_path):
                                              progress=False, ids=["cu", "ch4", "al"])
     assert columns == PHYSICS_COLUMNS and values.shape == (3, len(PHYSICS_COLUMNS))
     assert np.isfinite(values[1, COL["energy_per_atom"]])
-    assert np.isfinite(values[1, COL["formation_energy_per_atom"]])  # molecules have references too
+    # EMT's H2 has no bracketed minimum in the dimer scan: no H reference, said so (CHGNet's water
+    # gets a formation energy in the calculator test)
+    assert np.isnan(values[1, COL["formation_energy_per_atom"]])
+    assert meta["reasons"]["ch4"]["formation_energy_per_atom"] == "no elemental reference"
+    assert "error" in meta["references"]["H"]
     assert np.isnan(values[1, COL["bulk_modulus_vrh"]])
     assert meta["reasons"]["ch4"]["bulk_modulus_vrh"] == "not periodic: no stress or phonons"
     assert meta["reasons"]["cu"]["gamma_max_frequency"] == "not requested"
     assert np.isfinite(values[[0, 2], COL["bulk_modulus_vrh"]]).all()
     assert meta["units"]["bulk_modulus_vrh"] == "GPa" and meta["units"]["gamma_max_frequency"] == "cm^-1"
-    assert meta["references"]["H"]["phase"] == "dimer" and meta["references"]["Cu"]["phase"] in physics.REFERENCE_PHASES
+    assert meta["references"]["Cu"]["phase"] in physics.REFERENCE_PHASES
     # an element's formation energy against its own relaxed reference is ~0 or positive
     assert values[0, COL["formation_energy_per_atom"]] > -1e-3
 
@@ -393,3 +397,24 @@ def test_unconverged_relaxation_leaves_every_quantity_nan():
     assert result.details["relaxation"] == {"converged": False, "steps": 1}
     assert np.isnan(result.values[COL["energy_per_atom"]]) and np.isnan(result.values[COL["eos_bulk_modulus"]])
     assert result.reasons[COL["energy_per_atom"]] == "relaxation did not converge"
+
+
+class CollapsingEMT(EMTSimulator):
+    """EMT with an unphysical hole at short distances (as SevenNet-0 has for compressed boron)."""
+
+    identity = {"name": "hole", "model": "test"}
+
+    def forward(self, atoms_list, forces=False):
+        result = super().forward(atoms_list, forces)
+        for k, atoms in enumerate(atoms_list):
+            if neighbor_list("d", atoms, 2.2).size:  # any pair closer than 2.2 A
+                result.energy[k] = -500.0 * len(atoms)
+        return result
+
+
+def test_references_are_guarded_against_a_collapsing_nip():
+    record_ok = physics.ElementalReferences(EMTSimulator(), None)
+    assert -0.5 < record_ok.energy(29) < 0.5  # EMT's Cu is near zero
+    guarded = physics.ElementalReferences(CollapsingEMT(), None)
+    assert np.isnan(guarded.energy(29))  # every phase falls into the hole at the smallest scale
+    assert guarded.records["Cu"]["error"] == "no phase has a bracketed energy minimum in the scan"
