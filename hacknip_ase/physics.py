@@ -574,7 +574,8 @@ class ElementalReferences:
 
     Notes
     -----
-    Per element: a volume scan (nearest-neighbour distance 0.8-1.3 x twice the covalent radius)
+    Per element: a volume scan (nearest-neighbour distance 0.8-1.3 x twice the covalent radius,
+    dimers 0.6-1.6 x)
     of fcc, bcc, hcp (ideal c/a), diamond and simple cubic in one batch, then the lowest point
     relaxed (BFGS, cell filter); for :data:`MOLECULAR_ELEMENTS` the dimer in vacuum instead.
     Only phases whose scan minimum is bracketed count, and a relaxation that drops more than
@@ -584,6 +585,8 @@ class ElementalReferences:
     """
 
     SCALES = (0.8, 0.875, 0.95, 1.025, 1.1, 1.2, 1.3)
+    #: wider for dimers: N2 (1.10 A) is 0.78 x twice N's covalent radius, F2 (1.42 A) 1.25 x
+    DIMER_SCALES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6)
     #: eV/atom a relaxation may go below the scan minimum (more: a collapse into a NIP artefact)
     MAX_RELAX_DROP = 0.5
 
@@ -592,7 +595,7 @@ class ElementalReferences:
         self.source, self.fmax, self.steps = source, fmax, steps
         self.identity = None if identity is None else {
             **identity, "physics_format": PHYSICS_FORMAT, "phases": list(REFERENCE_PHASES),
-            "molecular": list(MOLECULAR_ELEMENTS), "scales": list(self.SCALES), "fmax": fmax, "steps": steps,
+            "molecular": list(MOLECULAR_ELEMENTS), "scales": list(self.SCALES), "dimer_scales": list(self.DIMER_SCALES), "fmax": fmax, "steps": steps,
             "max_relax_drop": self.MAX_RELAX_DROP}
         self.path = None
         self.records: dict[str, dict] = {}
@@ -627,8 +630,10 @@ class ElementalReferences:
         return float(self.records[symbol]["energy_per_atom"])
 
     def _compute(self, symbol: str) -> dict:
-        phases = ("dimer",) if symbol in MOLECULAR_ELEMENTS else REFERENCE_PHASES
-        candidates = [(phase, scale, _phase(symbol, phase, scale)) for phase in phases for scale in self.SCALES]
+        molecular = symbol in MOLECULAR_ELEMENTS
+        phases = ("dimer",) if molecular else REFERENCE_PHASES
+        scales = self.DIMER_SCALES if molecular else self.SCALES
+        candidates = [(phase, scale, _phase(symbol, phase, scale)) for phase in phases for scale in scales]
         try:
             energies = list(self.source.forward([atoms for *_, atoms in candidates], forces=False).energy)
         except InvalidStructureError:  # e.g. the most compressed H2 is under the overlap limit: drop those
@@ -647,7 +652,7 @@ class ElementalReferences:
         # A NIP can have unphysical holes at short distances (SevenNet-0 sends compressed B to
         # -505 eV/atom): a phase counts only if its scan minimum is bracketed (not at the
         # smallest or largest scale), and a relaxation may refine that minimum, not fall from it.
-        grid = per_atom.reshape(len(phases), len(self.SCALES))
+        grid = per_atom.reshape(len(phases), len(scales))
         bracketed = []
         for k in range(len(phases)):
             finite = np.flatnonzero(np.isfinite(grid[k]))  # points the backbone refused are NaN
@@ -656,7 +661,7 @@ class ElementalReferences:
         if not bracketed:
             return {"energy_per_atom": float("nan"), "error": "no phase has a bracketed energy minimum in the scan"}
         k = min(bracketed, key=lambda k: np.nanmin(grid[k]))
-        best = k * len(self.SCALES) + int(np.nanargmin(grid[k]))
+        best = k * len(scales) + int(np.nanargmin(grid[k]))
         phase, scale, atoms = candidates[best]
         note = None
         try:
