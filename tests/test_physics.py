@@ -236,11 +236,8 @@ def test_molecules_get_nan_with_reasons_and_rows_align(tmp_path):
                                              progress=False, ids=["cu", "ch4", "al"])
     assert columns == PHYSICS_COLUMNS and values.shape == (3, len(PHYSICS_COLUMNS))
     assert np.isfinite(values[1, COL["energy_per_atom"]])
-    # EMT's H2 has no bracketed minimum in the dimer scan: no H reference, said so (CHGNet's water
-    # gets a formation energy in the calculator test)
-    assert np.isnan(values[1, COL["formation_energy_per_atom"]])
-    assert meta["reasons"]["ch4"]["formation_energy_per_atom"] == "no elemental reference"
-    assert "error" in meta["references"]["H"]
+    assert np.isfinite(values[1, COL["formation_energy_per_atom"]])  # molecules have references too
+    assert meta["references"]["H"]["phase"] == "dimer"
     assert np.isnan(values[1, COL["bulk_modulus_vrh"]])
     assert meta["reasons"]["ch4"]["bulk_modulus_vrh"] == "not periodic: no stress or phonons"
     assert meta["reasons"]["cu"]["gamma_max_frequency"] == "not requested"
