@@ -201,6 +201,24 @@ def render(out_dir: Path = OUT_DIR) -> Path:
             figure.savefig(tmp, dpi=110, format="png")
         plt.close(figure)
     lines += ["", "Parity plots: `<task>__<backbone>.png` in this folder.", ""]
+    cost_file = Path(out_dir) / "cost.json"
+    if cost_file.is_file():  # benchmarks/perf/test_physics_cost.py with HACKNIP_PHYSICS_TABLE
+        cost = json.loads(cost_file.read_text())
+        quantities = sorted({q for row in cost.values() for q in row["cpu_s_per_structure"]})
+        lines += ["## Cost per quantity", "",
+                  "`benchmarks/perf/test_physics_cost.py`: each quantity alone, CPU-s per structure, one thread; the",
+                  "projection scales by the full log_kvrh set's mean atom count (phonons grow faster: a lower bound).", "",
+                  "| backbone | structures (mean atoms) | " + " | ".join(quantities)
+                  + " | references, CPU-s per element | projected full log_kvrh, CPU-h (EOS + elastic) |",
+                  "|---|---|" + "---|" * len(quantities) + "---|---|"]
+        for name, row in cost.items():
+            per = row["cpu_s_per_structure"]
+            projected = row["projected_log_kvrh_cpu_hours"]
+            lines.append(f"| {name} | {row['n_structures']} {row['source']} ({row['mean_atoms']:.1f}) | "
+                         + " | ".join(_fmt(per.get(q), 3) for q in quantities)
+                         + f" | {_fmt(row['reference_cpu_s_per_element'], 2)} | "
+                         f"{_fmt(projected['eos'] + projected['elastic'], 2)} |")
+        lines.append("")
     readme = Path(out_dir) / "README.md"
     with atomic_output(readme) as tmp:
         tmp.write_text("\n".join(lines))
