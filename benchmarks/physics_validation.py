@@ -19,8 +19,9 @@ served from the physics cache. Every structure is cached when done, so a killed 
     python -m benchmarks.physics_validation run --task matbench_phonons --backbone chgnet --subset 100
     python -m benchmarks.physics_validation render      # leaderboard/physics/README.md + parity plots
 
-Result files: ``leaderboard/physics/<task>__<backbone>.json`` (metrics, per-row values, reasons,
-settings, cost in CPU-s per structure, git commit, hardware).
+Result files: ``leaderboard/physics/<task>__<backbone>.json`` (metrics, per-row NIP values, reasons,
+settings, cost in CPU-s per structure, git commit, hardware); the rows' DFT targets go to a
+``.truth.json.gz`` sidecar that is not committed (dataset values); plots need it.
 """
 
 from __future__ import annotations
@@ -137,7 +138,36 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
                         for c in {c for _, c, _ in comparisons}}
     path = Path(out_dir) / f"{task_name}__{backbone_name}.json"
     write_json_atomic(path, result)
+    split_truth(path)
     return path
+
+
+def truth_path(path: Path) -> Path:
+    """Sidecar with the rows' DFT targets: dataset values, kept out of git (see .gitignore)."""
+    return Path(path).with_name(Path(path).stem + ".truth.json.gz")
+
+
+def split_truth(path: Path) -> None:
+    """Move a result file's ``targets`` into its sidecar (the committed file keeps metrics and NIP values)."""
+    import gzip
+
+    from hacknip_ase.cache import atomic_write
+
+    result = json.loads(Path(path).read_text())
+    if "targets" not in result:
+        return
+    atomic_write(truth_path(path), gzip.compress(json.dumps({"ids": result["ids"], "targets": result.pop("targets")}).encode()))
+    atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
+
+
+def _targets(path: Path, result: dict):
+    import gzip
+
+    sidecar = truth_path(path)
+    if not sidecar.is_file():
+        return None
+    truth = json.loads(gzip.decompress(sidecar.read_bytes()))
+    return np.asarray(truth["targets"], float) if truth["ids"] == result["ids"] else None
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -170,7 +200,7 @@ def render(out_dir: Path = OUT_DIR) -> Path:
         full = cost["projected_full_cpu_hours"]
         per_text = _fmt(per, 2) if per is not None else f"cached ({cost['cached']} rows)"
         subset = result["subset"]
-        targets = np.asarray(result["targets"], float)
+        targets = _targets(path, result)  # None without the sidecar: table only, plots kept as they are
         figure, axes = plt.subplots(1, len(result["comparisons"]), figsize=(4.2 * len(result["comparisons"]), 4),
                                     squeeze=False)
         for ax, (label, comp) in zip(axes[0], result["comparisons"].items(), strict=True):
@@ -184,6 +214,8 @@ def render(out_dir: Path = OUT_DIR) -> Path:
                 f"| {comp['n_valid']} | {_fmt(comp['mae'])} | {_fmt(comp['bias'])} | {_fmt(comp.get('mae_after_mean_shift'))} "
                 f"| {_fmt(comp['spearman'], 3)} "
                 f"| {per_text} | {_fmt(full, 2)} | {reason_text} | {commit} |")
+            if targets is None:
+                continue
             predicted = np.array([np.nan if p is None else p for p in comp["predicted"]], float)
             ok = np.isfinite(predicted)
             ax.scatter(targets[ok], predicted[ok], s=6, alpha=0.5)
@@ -197,8 +229,9 @@ def render(out_dir: Path = OUT_DIR) -> Path:
                          f"n={comp['n_valid']}", fontsize=9)
         figure.suptitle(result["task"], fontsize=10)
         figure.tight_layout()
-        with atomic_output(Path(out_dir) / f"{path.stem}.png") as tmp:
-            figure.savefig(tmp, dpi=110, format="png")
+        if targets is not None:
+            with atomic_output(Path(out_dir) / f"{path.stem}.png") as tmp:
+                figure.savefig(tmp, dpi=110, format="png")
         plt.close(figure)
     lines += ["", "Parity plots: `<task>__<backbone>.png` in this folder.", ""]
     cost_file = Path(out_dir) / "cost.json"
