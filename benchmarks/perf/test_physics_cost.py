@@ -1,0 +1,85 @@
+"""Cost of the NIP-simulated physics descriptors: CPU-s per structure, per quantity and backbone.
+
+On a seeded handful of matbench_log_kvrh structures (from ``$HACKNIP_DATA_DIR``; generated
+crystals when the data is absent), one torch thread, no cache: each quantity of
+:mod:`hacknip_ase.physics` alone (``energy``, ``eos``, ``elastic``, ``phonon``; ``formation``
+once the elemental references are cached, and the references' own one-off cost per element),
+measured with ``time.process_time`` (CPU time of this process, so load from other processes
+changes it less than wall time). The projection to the full log_kvrh set (10,987 structures)
+scales the per-structure cost by the set's mean atom count over the sample's.
+
+Run: ``pytest benchmarks/perf/test_physics_cost.py --benchmark-only -s -p no:cacheprovider``
+(``HACKNIP_PHYSICS_N=8`` structures by default; ``HACKNIP_PHYSICS_TABLE=path.json`` also
+writes the table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hacknip_ase import get_backbone
+from hacknip_ase.physics import ElementalReferences, PhysicsSettings, compute_physics
+
+N = int(os.environ.get("HACKNIP_PHYSICS_N", "8"))
+QUANTITIES = ("energy", "eos", "elastic", "phonon", "formation")
+FULL_SET = 10987
+_TABLE: dict = {}
+
+
+def kvrh_structures(n: int):
+    """(structures, source description, mean atoms of the whole set)."""
+    from benchmarks.data import resolve_data_dir
+    from benchmarks.tasks import get_task
+
+    task = get_task("matbench_log_kvrh")
+    root = resolve_data_dir(os.environ.get("HACKNIP_DATA_DIR"))
+    if task.is_present(root):
+        data = task.load(root)
+        order = np.random.default_rng(0).permutation(len(data))[:n]
+        return [data.inputs[i] for i in order], "matbench_log_kvrh", float(np.mean([len(a) for a in data.inputs]))
+    from benchmarks.perf.conftest import make_crystals
+
+    crystals = make_crystals(n, seed=0)
+    return crystals, "generated crystals (no log_kvrh data)", float(np.mean([len(a) for a in crystals]))
+
+
+@pytest.mark.parametrize("name", ["chgnet", "sevennet"])
+def test_cpu_seconds_per_structure(benchmark, name):
+    torch.set_num_threads(1)
+    structures, source, full_mean_atoms = kvrh_structures(N)
+    backbone = get_backbone(name)
+    references = ElementalReferences(backbone, None)  # in memory: the first pass pays the one-off cost
+    start = time.process_time()
+    for z in sorted({int(z) for a in structures for z in a.numbers}):
+        references.energy(z)
+    n_elements = len(references.records)
+    per_element = (time.process_time() - start) / n_elements
+    cpu = {}
+
+    def measure():
+        for quantity in QUANTITIES:
+            begin = time.process_time()
+            compute_physics(structures, backbone, PhysicsSettings(quantities=(quantity,)), references)
+            cpu[quantity] = (time.process_time() - begin) / len(structures)
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    scale = full_mean_atoms / np.mean([len(a) for a in structures])
+    row = {"source": source, "n_structures": len(structures), "mean_atoms": float(np.mean([len(a) for a in structures])),
+           "cpu_s_per_structure": cpu, "reference_cpu_s_per_element": per_element,
+           "all_quantities_cpu_s_per_structure": sum(cpu.values()),
+           # rough: the costs grow with atoms (phonons with their square; this is a lower bound for them)
+           "projected_log_kvrh_cpu_hours": {q: c * scale * FULL_SET / 3600 for q, c in cpu.items()},
+           "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    _TABLE[name] = row
+    benchmark.extra_info.update(row)
+    if os.environ.get("HACKNIP_PHYSICS_TABLE"):
+        with open(os.environ["HACKNIP_PHYSICS_TABLE"], "w") as handle:
+            json.dump(_TABLE, handle, indent=1)
+    print(f"\n{name} on {len(structures)} {source} ({row['mean_atoms']:.1f} atoms): CPU-s per structure "
+          + ", ".join(f"{q} {c:.3f}" for q, c in cpu.items()) + f"; references {per_element:.2f} CPU-s per element")

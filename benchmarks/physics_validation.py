@@ -1,0 +1,296 @@
+"""Validation of the NIP-simulated physics descriptors against Matbench's DFT targets.
+
+Per task the simulated quantity is compared with the target as is (no fit, no training):
+
+=======================  ======================================  ===============================
+task                     NIP quantity                            target
+=======================  ======================================  ===============================
+matbench_log_kvrh        log10 bulk_modulus_vrh (also EOS, K_V)  log10(K_VRH / GPa), DFT (MP)
+matbench_log_gvrh        log10 shear_modulus_vrh (also G_V)      log10(G_VRH / GPa)
+matbench_phonons         gamma_max_frequency (cm^-1)             last phonon DOS peak (cm^-1), DFPT
+matbench_perovskites     formation_energy_per_atom x 5 atoms     e_form (eV per 5-atom cell), RPBE
+=======================  ======================================  ===============================
+
+Metrics over the rows where the NIP value is finite (and, for logs, positive): MAE, Spearman
+rho, n valid, n NaN and the NaN reasons. A seeded random subset (``--subset N --seed S``) is
+the same rows for log_kvrh and log_gvrh (same structures, same order): the second task is
+served from the physics cache. Every structure is cached when done, so a killed run resumes.
+
+    python -m benchmarks.physics_validation run --task matbench_phonons --backbone chgnet --subset 100
+    python -m benchmarks.physics_validation render      # leaderboard/physics/README.md + parity plots
+
+Result files: ``leaderboard/physics/<task>__<backbone>.json`` (metrics, per-row NIP values, reasons,
+settings, cost in CPU-s per structure, git commit, hardware); the rows' DFT targets go to a
+``.truth.json.gz`` sidecar that is not committed (dataset values); plots need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = ROOT / "leaderboard" / "physics"
+#: task -> (quantities computed, [(label, column, transform)]) compared with the target.
+TASKS = {
+    "matbench_log_kvrh": (("eos", "elastic"), [("K_VRH (Hill)", "bulk_modulus_vrh", "log10"),
+                                               ("K_EOS", "eos_bulk_modulus", "log10"),
+                                               ("K_Voigt", "bulk_modulus_voigt", "log10")]),
+    "matbench_log_gvrh": (("eos", "elastic"), [("G_VRH (Hill)", "shear_modulus_vrh", "log10"),
+                                               ("G_Voigt", "shear_modulus_voigt", "log10")]),
+    "matbench_phonons": (("phonon",), [("Gamma max", "gamma_max_frequency", "identity")]),
+    "matbench_perovskites": (("energy", "formation"), [("E_form x n_atoms", "formation_energy_per_atom", "per_cell")]),
+}
+
+
+def subset_rows(n: int, size: int | None, seed: int) -> np.ndarray:
+    """Sorted row indices of a seeded random subset (all rows when ``size`` is None or >= n)."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic) if len(x) > 2 else float("nan")
+
+
+def compare(values: np.ndarray, targets: np.ndarray, n_atoms: np.ndarray, transform: str) -> dict:
+    """Metrics of one NIP column against the targets; rows that are NaN (or <= 0 for a log) are counted, not used."""
+    values = np.asarray(values, float)
+    if transform == "log10":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            predicted = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+        nonpositive = int(np.sum(np.isfinite(values) & (values <= 0)))
+    elif transform == "per_cell":
+        predicted, nonpositive = values * n_atoms, 0
+    else:
+        predicted, nonpositive = values, 0
+    valid = np.isfinite(predicted)
+    error = predicted[valid] - targets[valid]
+    return {
+        "n": int(len(values)), "n_valid": int(valid.sum()), "n_nan": int((~np.isfinite(values)).sum()),
+        "n_nonpositive": nonpositive,
+        "mae": float(np.mean(np.abs(error))) if valid.any() else None,
+        "bias": float(np.mean(error)) if valid.any() else None,
+        # For orientation only (the shift is taken from these same rows): the error left once the
+        # constant offset between the NIP's and DFT's reference states is removed.
+        "mae_after_mean_shift": float(np.mean(np.abs(error - error.mean()))) if valid.any() else None,
+        "spearman": spearman(predicted[valid], targets[valid]) if valid.any() else None,
+        "predicted": [None if not np.isfinite(p) else float(p) for p in predicted],
+    }
+
+
+def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, data_dir=None, cache_dir=None,
+        out_dir: Path = OUT_DIR, progress: bool = True, batch_size: int = 16, settings: dict | None = None) -> Path:
+    """Compute the task's physics quantities on its (subset of) structures and write the result file."""
+    import torch
+
+    from benchmarks.harness.results import git_info, hardware, write_json_atomic
+    from benchmarks.tasks import get_task
+    from hacknip_ase import get_backbone
+    from hacknip_ase.featurize import versions
+    from hacknip_ase.physics import PhysicsSettings, physics_features
+
+    torch.set_num_threads(1)  # one thread per process: the cost we report is CPU-s per structure on one core
+    quantities, comparisons = TASKS[task_name]
+    data = get_task(task_name).load(data_dir or os.environ.get("HACKNIP_DATA_DIR"))
+    rows = subset_rows(len(data), subset, seed)
+    structures = [data.inputs[i] for i in rows]
+    ids = [data.ids[i] for i in rows]
+    targets = np.asarray(data.targets, float)[rows]
+    n_atoms = np.array([len(a) for a in structures])
+    physics_settings = PhysicsSettings(quantities=quantities, **(settings or {}))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    backbone = get_backbone(backbone_name)
+    load_cpu = time.process_time() - cpu0
+    values, columns, metadata = physics_features(structures, backbone, settings=physics_settings, cache_dir=cache_dir,
+                                                 progress=progress, ids=ids, batch_size=batch_size)
+    cpu, wall = time.process_time() - cpu0 - load_cpu, time.perf_counter() - wall0
+    index = {c: k for k, c in enumerate(columns)}
+    result = {
+        "task": task_name, "backbone": backbone_name, "target": data.target_names[0],
+        "quantities": list(quantities),
+        "subset": {"size": int(len(rows)), "of": int(len(data)), "seed": int(seed), "rows": rows.tolist()},
+        "ids": ids, "targets": targets.tolist(), "n_atoms": n_atoms.tolist(),
+        "comparisons": {},
+        "cost": {"cpu_seconds": cpu, "wall_seconds": wall, "model_load_cpu_seconds": load_cpu,
+                 "computed": metadata["computed"], "cached": metadata["cache"]["hits"] if metadata["cache"] else 0,
+                 "cpu_seconds_per_computed_structure": cpu / metadata["computed"] if metadata["computed"] else None,
+                 "stage_cpu_seconds": metadata["cpu_seconds"],
+                 "projected_full_cpu_hours": (cpu / metadata["computed"] * len(data) / 3600) if metadata["computed"] else None},
+        "reason_counts": {c: metadata["reason_counts"].get(c, {}) for _, c, _ in comparisons},
+        "settings": metadata["settings"], "backbone_identity": metadata["backbone"],
+        "references": metadata["references"],
+        "git": git_info(ROOT), "hardware": hardware(), "versions": versions(backbone_name),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    for label, column, transform in comparisons:
+        metrics = compare(values[:, index[column]], targets, n_atoms, transform)
+        result["comparisons"][label] = {"column": column, "transform": transform, **metrics}
+    result["values"] = {c: [None if not np.isfinite(v) else float(v) for v in values[:, index[c]]]
+                        for c in {c for _, c, _ in comparisons}}
+    path = Path(out_dir) / f"{task_name}__{backbone_name}.json"
+    write_json_atomic(path, result)
+    split_truth(path)
+    return path
+
+
+def truth_path(path: Path) -> Path:
+    """Sidecar with the rows' DFT targets: dataset values, kept out of git (see .gitignore)."""
+    return Path(path).with_name(Path(path).stem + ".truth.json.gz")
+
+
+def split_truth(path: Path) -> None:
+    """Move a result file's ``targets`` into its sidecar (the committed file keeps metrics and NIP values)."""
+    import gzip
+
+    from hacknip_ase.cache import atomic_write
+
+    result = json.loads(Path(path).read_text())
+    if "targets" not in result:
+        return
+    atomic_write(truth_path(path), gzip.compress(json.dumps({"ids": result["ids"], "targets": result.pop("targets")}).encode()))
+    atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
+
+
+def _targets(path: Path, result: dict):
+    import gzip
+
+    sidecar = truth_path(path)
+    if not sidecar.is_file():
+        return None
+    truth = json.loads(gzip.decompress(sidecar.read_bytes()))
+    return np.asarray(truth["targets"], float) if truth["ids"] == result["ids"] else None
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+def render(out_dir: Path = OUT_DIR) -> Path:
+    """``out_dir/README.md``: one row per task, backbone and compared quantity, and a parity plot per file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hacknip_ase.cache import atomic_output
+
+    files = sorted(Path(out_dir).glob("*__*.json"))
+    lines = ["# NIP-simulated physics vs DFT targets", "",
+             "The frozen NIP used as a simulator (hacknip_ase.physics), compared with the Matbench target as is: no",
+             "fit, no training. MAE in the target's units (log10 GPa, cm^-1, eV per 5-atom cell); Spearman rho over the",
+             "rows with a finite NIP value. Cost: CPU-s per structure on one thread (process time, model load excluded);",
+             "log_gvrh uses the same structures and settings as log_kvrh, so it is served from the physics cache.",
+             "'MAE after mean shift' removes the mean error measured on the same rows (reference-state offsets, e.g.",
+             "Matbench's perovskite e_form uses its own O reference): orientation only, not a prediction score.",
+             "Regenerate with `python -m benchmarks.physics_validation render`.", "",
+             "| task | backbone | NIP quantity | rows (subset of, seed) | valid | MAE | bias | MAE after mean shift | Spearman rho | "
+             "CPU-s / structure | projected full set, CPU-h | NaN reasons | commit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in files:
+        result = json.loads(path.read_text())
+        cost = result["cost"]
+        per = cost["cpu_seconds_per_computed_structure"]
+        full = cost["projected_full_cpu_hours"]
+        per_text = _fmt(per, 2) if per is not None else f"cached ({cost['cached']} rows)"
+        subset = result["subset"]
+        targets = _targets(path, result)  # None without the sidecar: table only, plots kept as they are
+        figure, axes = plt.subplots(1, len(result["comparisons"]), figsize=(4.2 * len(result["comparisons"]), 4),
+                                    squeeze=False)
+        for ax, (label, comp) in zip(axes[0], result["comparisons"].items(), strict=True):
+            reasons = result["reason_counts"].get(comp["column"], {})
+            reason_text = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items())) or "-"
+            if comp["n_nonpositive"]:
+                reason_text += f"; <= 0 (no log): {comp['n_nonpositive']}"
+            commit = (result["git"].get("commit") or "?")[:7] + ("+dirty" if result["git"].get("dirty") else "")
+            lines.append(
+                f"| {result['task']} | {result['backbone']} | {label} | {subset['size']} ({subset['of']}, {subset['seed']}) "
+                f"| {comp['n_valid']} | {_fmt(comp['mae'])} | {_fmt(comp['bias'])} | {_fmt(comp.get('mae_after_mean_shift'))} "
+                f"| {_fmt(comp['spearman'], 3)} "
+                f"| {per_text} | {_fmt(full, 2)} | {reason_text} | {commit} |")
+            if targets is None:
+                continue
+            predicted = np.array([np.nan if p is None else p for p in comp["predicted"]], float)
+            ok = np.isfinite(predicted)
+            ax.scatter(targets[ok], predicted[ok], s=6, alpha=0.5)
+            if ok.any():
+                low = min(targets[ok].min(), predicted[ok].min())
+                high = max(targets[ok].max(), predicted[ok].max())
+                ax.plot([low, high], [low, high], "k--", lw=0.8)
+            ax.set_xlabel(f"DFT target: {result['target']}")
+            ax.set_ylabel(f"NIP: {label}" + (" (log10)" if comp["transform"] == "log10" else ""))
+            ax.set_title(f"{result['backbone']}: MAE {_fmt(comp['mae'])}, rho {_fmt(comp['spearman'], 3)}, "
+                         f"n={comp['n_valid']}", fontsize=9)
+        figure.suptitle(result["task"], fontsize=10)
+        figure.tight_layout()
+        if targets is not None:
+            with atomic_output(Path(out_dir) / f"{path.stem}.png") as tmp:
+                figure.savefig(tmp, dpi=110, format="png")
+        plt.close(figure)
+    lines += ["", "Parity plots: `<task>__<backbone>.png` in this folder.", ""]
+    cost_file = Path(out_dir) / "cost.json"
+    if cost_file.is_file():  # benchmarks/perf/test_physics_cost.py with HACKNIP_PHYSICS_TABLE
+        cost = json.loads(cost_file.read_text())
+        quantities = sorted({q for row in cost.values() for q in row["cpu_s_per_structure"]})
+        lines += ["## Cost per quantity", "",
+                  "`benchmarks/perf/test_physics_cost.py`: each quantity alone, CPU-s per structure, one thread; the",
+                  "projection scales by the full log_kvrh set's mean atom count (phonons grow faster: a lower bound).", "",
+                  "| backbone | structures (mean atoms) | " + " | ".join(quantities)
+                  + " | references, CPU-s per element | projected full log_kvrh, CPU-h (EOS + elastic) |",
+                  "|---|---|" + "---|" * len(quantities) + "---|---|"]
+        for name, row in cost.items():
+            per = row["cpu_s_per_structure"]
+            projected = row["projected_log_kvrh_cpu_hours"]
+            lines.append(f"| {name} | {row['n_structures']} {row['source']} ({row['mean_atoms']:.1f}) | "
+                         + " | ".join(_fmt(per.get(q), 3) for q in quantities)
+                         + f" | {_fmt(row['reference_cpu_s_per_element'], 2)} | "
+                         f"{_fmt(projected['eos'] + projected['elastic'], 2)} |")
+        lines.append("")
+    readme = Path(out_dir) / "README.md"
+    with atomic_output(readme) as tmp:
+        tmp.write_text("\n".join(lines))
+    return readme
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="physics-validation", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    go = sub.add_parser("run", help="compute one task's physics quantities and compare with the target")
+    go.add_argument("--task", required=True, choices=sorted(TASKS))
+    go.add_argument("--backbone", default="chgnet")
+    go.add_argument("--subset", type=int, default=None, help="rows of a seeded random subset (default: all)")
+    go.add_argument("--seed", type=int, default=0)
+    go.add_argument("--data-dir", default=None)
+    go.add_argument("--cache-dir", default=None)
+    go.add_argument("--batch-size", type=int, default=16)
+    go.add_argument("--no-progress", action="store_true")
+    go.add_argument("--out-dir", default=str(OUT_DIR))
+    show = sub.add_parser("render", help="write the README table and parity plots")
+    show.add_argument("--out-dir", default=str(OUT_DIR))
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        path = run(args.task, args.backbone, subset=args.subset, seed=args.seed, data_dir=args.data_dir,
+                   cache_dir=args.cache_dir, out_dir=Path(args.out_dir), progress=not args.no_progress,
+                   batch_size=args.batch_size)
+        result = json.loads(path.read_text())
+        for label, comp in result["comparisons"].items():
+            print(f"{result['task']} {result['backbone']} {label}: n_valid {comp['n_valid']}/{comp['n']} "
+                  f"MAE {_fmt(comp['mae'])} rho {_fmt(comp['spearman'], 3)}")
+        print(f"cost: {_fmt(result['cost']['cpu_seconds_per_computed_structure'], 3)} CPU-s/structure; wrote {path}")
+    else:
+        print(render(Path(args.out_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
