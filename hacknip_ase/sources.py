@@ -6,9 +6,11 @@ record (``name``, ``model``, ``weights_sha256`` = sha256 of what changes its num
 depth selection treats it as one more candidate ("chgnet:3+composition:0").
 
 - ``composition``: matminer composition descriptors (:mod:`hacknip_ase.composition`);
-- ``physics``: the frozen NIP as a simulator of the structure (:mod:`hacknip_ase.physics`:
-  energies, formation-energy estimate, EOS and elastic moduli, Gamma phonons); it needs the
-  backbone, and its record's ``model`` names it ("chgnet 0.3.0").
+- ``physics``: the frozen NIP as a simulator of the structure (:mod:`hacknip_ase.physics`);
+  as a feature source its cheap quantities, :data:`SOURCE_QUANTITIES` (energy per atom and
+  formation-energy estimate, ~0.02 CPU-s per structure with CHGNet; the EOS and elastic moduli
+  cost ~1 CPU-s and the Gamma phonons 8-30, too much for whole Matbench tasks on this machine
+  yet). It needs the backbone; its record's ``model`` names it ("chgnet 0.3.0").
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import numpy as np
 from .composition import NAME as COMPOSITION, CompositionSource
 
 PHYSICS = "physics"
+#: physics quantities of the ``physics`` feature source (hacknip_ase.physics.QUANTITIES)
+SOURCE_QUANTITIES = ("energy", "formation")
+#: the NIP that simulates when none is given (a physics-only baseline)
+DEFAULT_SIMULATOR = "chgnet"
 #: descriptor source names, as the command lines and suite files offer them
 NAMES = (COMPOSITION, PHYSICS)
 
@@ -43,7 +49,7 @@ class PhysicsSource:
 
         self.backbone = backbone
         self.cache_dir = cache_dir
-        self.settings = PhysicsSettings()
+        self.settings = PhysicsSettings(quantities=SOURCE_QUANTITIES)
         identity = physics_identity(backbone, self.settings)
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
         self.info = {"name": PHYSICS, "model": f"{backbone.name} {backbone.info.model}", "weights_sha256": digest,
@@ -68,11 +74,9 @@ def build_source(name: str, *, backbone=None, model: str | None = None, cache_di
         return CompositionSource(cache_dir=cache_dir)
     if name == PHYSICS:
         if backbone is None:
-            if not model:
-                raise ValueError("the physics source needs the backbone that simulates the structures")
             from .backbones import get_backbone
 
-            nip, _, variant = model.partition(" ")
+            nip, _, variant = (model or DEFAULT_SIMULATOR).partition(" ")
             backbone = get_backbone(nip, model=variant) if variant else get_backbone(nip)
         return PhysicsSource(backbone, cache_dir=cache_dir)
     raise ValueError(f"unknown descriptor source {name!r}; valid: {', '.join(NAMES)}")

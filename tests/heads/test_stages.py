@@ -135,3 +135,21 @@ def test_predictor_with_composition_round_trips_and_serves_the_calculator(alloys
     water = molecule("H2O")
     water.calc = calc
     assert np.isfinite(water.get_properties(["e_atom"])["e_atom"])
+
+
+def test_physics_source_feeds_a_predictor(alloys, embeddings, chgnet, split, tmp_path):
+    from hacknip_ase.physics import PHYSICS_COLUMNS
+    from hacknip_ase.sources import PhysicsSource, build_source
+
+    train, test = split
+    source = PhysicsSource(chgnet, cache_dir=tmp_path)
+    structures = [alloys[0][i] for i in train[:12]]
+    values = source.embed(structures)
+    assert values.shape == (12, 1, len(PHYSICS_COLUMNS))
+    energy = PHYSICS_COLUMNS.index("energy_per_atom")
+    assert np.all(np.isfinite(values[:, 0, energy])) and np.isnan(values).any()  # unrequested columns: NaN
+    assert build_source("physics", backbone=chgnet, cache_dir=tmp_path).info == source.info
+    predictor = Predictor.fit([embeddings[train[:12]], values], alloys[1][train[:12]], backbone=[chgnet, source],
+                              head="xgboost", head_params=FAST_XGB, depths=[(0, 3), (1, 0)])
+    assert predictor.backbones[1]["model"] == f"chgnet {chgnet.info.model}"
+    assert np.isfinite(predictor.predict([alloys[0][test[0]]], backbone=chgnet)).all()
