@@ -1,4 +1,4 @@
-"""Local Ray with 2 actors against the local engine, on the same crystals (not part of CI).
+"""Local Ray with 1 and 2 actors against the local engine, on the same crystals (not part of CI).
 
 Both featurize the crystals of ``conftest.make_crystals`` (``--perf-n``, default 256; batch
 ``--perf-batch-size``) with CHGNet into a fresh cache, and are run in turn, twice each (local,
@@ -29,7 +29,6 @@ from hacknip_ase import featurize
 from hacknip_ase.distributed import RayEngine
 from hacknip_ase.featurize import _as_source
 
-ACTORS = 2
 _RUNS: list[dict] = []
 
 
@@ -41,23 +40,23 @@ def _local(crystals, cache, batch_size: int) -> dict:
             "n": len(result)}
 
 
-def _ray(crystals, cache, batch_size: int, out) -> dict:
+def _ray(crystals, cache, batch_size: int, out, actors: int) -> dict:
     wall, cpu = time.perf_counter(), time.process_time()
-    engine = RayEngine("chgnet", batch_size=batch_size, cache_dir=cache, actors=ACTORS,
-                       shard_size=4 * batch_size)  # 2 actors x several shards each
+    engine = RayEngine("chgnet", batch_size=batch_size, cache_dir=cache, actors=actors,
+                       shard_size=4 * batch_size)  # several shards per actor
     engine.run_to_file(_as_source(crystals, None, None), out)
     driver = time.process_time() - cpu
-    return {"mode": "ray", "wall": time.perf_counter() - wall, "cpu": driver + engine.actor_cpu_seconds,
+    return {"mode": f"ray{actors}", "wall": time.perf_counter() - wall, "cpu": driver + engine.actor_cpu_seconds,
             "driver_cpu": driver, "startup": engine.startup_seconds, "n": len(crystals), "computed": engine.computed}
 
 
 @pytest.mark.benchmark(group="ray vs local engine")
-@pytest.mark.parametrize("mode", ["local", "ray"])
+@pytest.mark.parametrize("mode", ["local", "ray1", "ray2"])
 @pytest.mark.parametrize("round_", [1, 2])
 def test_ray_vs_local(benchmark, crystals, perf_options, tmp_path, mode, round_):
     batch_size = perf_options["batch_size"]
     run = (lambda: _local(crystals, tmp_path / "cache", batch_size)) if mode == "local" else \
-        (lambda: _ray(crystals, tmp_path / "cache", batch_size, tmp_path / "out.npz"))
+        (lambda: _ray(crystals, tmp_path / "cache", batch_size, tmp_path / "out.npz", int(mode[-1])))
     measured = benchmark.pedantic(run, rounds=1, iterations=1)
     measured["round"] = round_
     benchmark.extra_info.update(measured)
@@ -71,14 +70,15 @@ def ratio_table(request):
     yield
     if not _RUNS:
         return
-    lines = ["", "| round | local wall s | local CPU s | ray wall s (start-up) | ray CPU s (driver + actors) | "
-             "throughput ray / local | same, after Ray's start-up |", "|---|---|---|---|---|---|---|"]
+    lines = ["", "| round | local wall s (CPU s) | 1 actor wall s (start-up; CPU s) | 2 actors wall s (start-up; CPU s) | "
+             "2 actors / 1 actor, after start-up | 2 actors / local, per core, after start-up |",
+             "|---|---|---|---|---|---|"]
     for round_ in sorted({r["round"] for r in _RUNS}):
         pair = {r["mode"]: r for r in _RUNS if r["round"] == round_}
-        if set(pair) == {"local", "ray"}:
-            local, ray = pair["local"], pair["ray"]
-            lines.append(f"| {round_} | {local['wall']:.1f} | {local['cpu']:.1f} | {ray['wall']:.1f} "
-                         f"({ray['startup']:.1f}) | {ray['cpu']:.1f} ({ray['driver_cpu']:.1f} + "
-                         f"{ray['cpu'] - ray['driver_cpu']:.1f}) | {local['wall'] / ray['wall']:.2f} | "
-                         f"{local['wall'] / (ray['wall'] - ray['startup']):.2f} |")
+        if set(pair) == {"local", "ray1", "ray2"}:
+            local, one, two = pair["local"], pair["ray1"], pair["ray2"]
+            net1, net2 = one["wall"] - one["startup"], two["wall"] - two["startup"]
+            lines.append(f"| {round_} | {local['wall']:.1f} ({local['cpu']:.1f}) | {one['wall']:.1f} ({one['startup']:.1f}; "
+                         f"{one['cpu']:.1f}) | {two['wall']:.1f} ({two['startup']:.1f}; {two['cpu']:.1f}) | "
+                         f"{net1 / net2:.2f} | {local['wall'] / net2 / 2:.2f} |")
     print("\n".join(lines))
