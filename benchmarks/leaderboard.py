@@ -1,7 +1,7 @@
 """Render ``leaderboard/README.md`` (tabulate, GitHub markdown) and its figures from result files.
 
 One table per task family. Matbench: our runs beside every published Matbench v0.1 entry
-(``benchmarks/reference/matbench_leaderboard_v0.1.tsv``; units in ``matbench_v0.1.json``), MAE
+(``matbench_leaderboard_v0.1.tsv`` in the data folder; units in ``matbench_v0.1.json``), MAE
 +- std over folds, MAE relative to the Dummy model, and the HackNIP paper's combined score (eq. 1)::
 
     nMAE_i,t = (MAE_i,t - min_k MAE_k,t) / (max_k MAE_k,t - min_k MAE_k,t)
@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import DataFile, locate
 from .harness.results import iter_results, read_featurization
 
 REFERENCE = Path(__file__).with_name("reference") / "matbench_v0.1.json"
-#: every published Matbench v0.1 entry per task (mean/std MAE over the 5 folds), from matbench's own
-#: per-task leaderboard pages (docs_src/Leaderboards Per-Task/*.md in the matbench repository)
-REFERENCE_TABLE = Path(__file__).with_name("reference") / "matbench_leaderboard_v0.1.tsv"
+#: every published Matbench v0.1 entry per task (mean/std MAE over the 5 folds), in the data folder
+LEADERBOARD_FILE = DataFile("matbench_leaderboard_v0.1.tsv", source="matbench's per-task leaderboard pages "
+                            "(docs_src/Leaderboards Per-Task/*.md in the matbench repository)")
 FAMILY_TITLES = {
     "matbench": "Matbench v0.1", "3dsc": "3DSC superconductors (MP subset)",
     "electrolytes": "Coulombic efficiency of Li-metal electrolytes", "moleculenet": "MoleculeNet",
@@ -36,14 +37,15 @@ FAMILY_TITLES = {
 NOT_RUN_DATA = "not run: data not available offline"
 
 
-def load_reference(path: str | os.PathLike = REFERENCE, table: str | os.PathLike = REFERENCE_TABLE) -> dict:
-    """Units and sources (``path``) and every published entry (``table``): ``mae[model][task]``
-    and ``std[model][task]`` (mean and std of the MAE over the 5 folds)."""
+def load_reference(path: str | os.PathLike = REFERENCE, *, data_dir=None) -> dict:
+    """Units and sources (``path``) and every published entry (:data:`LEADERBOARD_FILE` in the
+    data folder): ``mae[model][task]`` and ``std[model][task]`` (mean and std of the MAE over the
+    5 folds). A missing leaderboard file raises DataNotFoundError naming where to get it."""
     import csv
 
     reference = json.loads(Path(path).read_text())
     reference["mae"], reference["std"] = {}, {}
-    with open(table, newline="") as handle:
+    with open(locate(LEADERBOARD_FILE, data_dir, download=False), newline="") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             reference["mae"].setdefault(row["algorithm"], {})[row["task"]] = float(row["mean_mae"])
             reference["std"].setdefault(row["algorithm"], {})[row["task"]] = float(row["std_mae"])
@@ -208,7 +210,7 @@ def _matbench_section(records, tasks, reference, figures_rel, not_run) -> list[s
               f"S = mean over the {len(offline)} offline Matbench tasks of the min-max normalized MAE "
               f"(0 = best model on that task, 1 = worst). The pool is every published Matbench v0.1 model "
               f"that reports all {len(offline)} tasks ({len(pool)} models, the Dummy left out; "
-              "`benchmarks/reference/matbench_leaderboard_v0.1.tsv`). Each of our rows is scored and ranked "
+              "`matbench_leaderboard_v0.1.tsv` in the data folder). Each of our rows is scored and ranked "
               f"in that pool plus itself alone (our other rows stay out of its normalization), so its rank "
               f"is out of {len(pool) + 1}; the published models below it are scored in the pool alone "
               "(rank out of {n}). Our rows lacking a task show S over their tasks, unranked. Lower is "
@@ -360,14 +362,14 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
              "inner cross-validation on that fold's training rows only (MoleculeNet: on the split's validation "
              "part), then the head refitted on them (MoleculeNet: train + valid) and scored on the official test "
              "fold. What each ± varies over is in the task's heading. Published rows are every Matbench v0.1 entry, "
-             "from matbench's per-task leaderboard pages (`benchmarks/reference/matbench_leaderboard_v0.1.tsv`). "
+             "from matbench's per-task leaderboard pages (`matbench_leaderboard_v0.1.tsv` in the data folder). "
              "'featurize (s)' is the cold-cache featurization of the "
              "task with that backbone (shared by all heads: embeddings are cached); 'wall (s)' is the run itself "
              "(load, cached embeddings, depth selection, fits and predictions of all folds).",
              ""]
     lines += _provenance(records)
     lines += _timing_section(records)
-    reference_data = load_reference(reference)
+    reference_data = load_reference(reference, data_dir=data_dir)
     lines += _standing(records, tasks, reference_data, not_run)
     lines += _recipe_section(records)
     lines += _missing_runs(records, suite_spec, suite, not_run)

@@ -22,6 +22,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Iterable
+from functools import cache
 
 import numpy as np
 
@@ -33,7 +34,9 @@ MODEL = "magpie+stoichiometry+valence_orbital"
 FORMAT = 1
 
 
+@cache
 def _featurizers():
+    """The three featurizers, built once per process (matminer loads its element tables here)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # matminer's import-time deprecation chatter
         from matminer.featurizers.composition import ElementProperty, Stoichiometry, ValenceOrbital
@@ -67,7 +70,6 @@ class CompositionSource:
 
     def __init__(self, cache_dir=None) -> None:
         self.cache_dir = cache_dir
-        self._featurizers = None
         ident = identity()
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
         n = len(columns())
@@ -80,14 +82,12 @@ class CompositionSource:
     def _vector(self, atoms) -> np.ndarray:
         from pymatgen.core import Composition
 
-        if self._featurizers is None:
-            self._featurizers = _featurizers()
         if len(atoms) == 0:
             raise ValueError("an empty structure has no composition")
         composition = Composition(atoms.get_chemical_formula(mode="metal"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = [v for featurizer in self._featurizers for v in featurizer.featurize(composition)]
+            values = [v for featurizer in _featurizers() for v in featurizer.featurize(composition)]
         return np.asarray(values, dtype=np.float64)
 
     def embed(self, structures: Iterable, *, progress: bool = False) -> np.ndarray:
@@ -116,7 +116,3 @@ class CompositionSource:
     def __repr__(self) -> str:
         return f"CompositionSource({MODEL}, {self.info['dim']} columns)"
 
-
-def is_descriptor_record(record: dict) -> bool:
-    """True for the identity record of a descriptor source (composition), not of a NIP."""
-    return record.get("kind") == "descriptors" or record.get("name") == NAME

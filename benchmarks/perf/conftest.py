@@ -85,6 +85,22 @@ def make_crystals(n: int = 256, seed: int = 2024) -> list[Atoms]:
     return crystals
 
 
+def task_sample(task_name: str, n: int) -> tuple[list, str, list]:
+    """``n`` seeded random structures of a benchmark task when its data is present (else as many
+    generated crystals), the set's description, and the whole source's structures (for its mean size)."""
+    from benchmarks.data import resolve_data_dir
+    from benchmarks.tasks import get_task
+
+    task = get_task(task_name)
+    root = resolve_data_dir(os.environ.get("HACKNIP_DATA_DIR"))
+    if task.is_present(root):
+        data = task.load(root)
+        order = np.random.default_rng(0).permutation(len(data))[:n]
+        return [data.inputs[i] for i in order], task_name, list(data.inputs)
+    crystals = make_crystals(n, seed=0)
+    return crystals, f"generated crystals (no {task_name.removeprefix('matbench_')} data)", crystals
+
+
 @pytest.fixture(scope="session")
 def perf_options(request) -> dict:
     return {key: request.config.getoption(f"--perf-{key.replace('_', '-')}")

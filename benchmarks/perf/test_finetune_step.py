@@ -16,7 +16,6 @@ Run: ``pytest benchmarks/perf/test_finetune_step.py --benchmark-only -s``.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -24,6 +23,7 @@ import pytest
 import torch
 
 from benchmarks.harness.finetune import FineTuneHead
+from benchmarks.perf.conftest import task_sample
 from hacknip_ase import get_backbone
 
 N_STRUCTURES = 128
@@ -31,25 +31,10 @@ BATCH = 32
 ROUNDS = 3
 
 
-def jdft2d_structures(n: int):
-    from benchmarks.data import resolve_data_dir
-    from benchmarks.tasks import get_task
-
-    task = get_task("matbench_jdft2d")
-    root = resolve_data_dir(os.environ.get("HACKNIP_DATA_DIR"))
-    if task.is_present(root):
-        data = task.load(root)
-        order = np.random.default_rng(0).permutation(len(data))[:n]
-        return [data.inputs[i] for i in order], "matbench_jdft2d"
-    from benchmarks.perf.conftest import make_crystals
-
-    return make_crystals(n, seed=0), "generated crystals (no jdft2d data)"
-
-
 @pytest.mark.parametrize("name", ["chgnet", "sevennet"])
 def test_cpu_ms_per_structure_epoch(benchmark, name):
     torch.set_num_threads(1)
-    structures, source = jdft2d_structures(N_STRUCTURES)
+    structures, source, _ = task_sample("matbench_jdft2d", N_STRUCTURES)
     backbone = get_backbone(name)
     modes = {}
     for mode, optimized in (("reference", False), ("optimized", True)):

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.perf.conftest import task_sample
 from hacknip_ase import get_backbone
 from hacknip_ase.physics import ElementalReferences, PhysicsSettings, compute_physics
 
@@ -32,27 +33,11 @@ FULL_SET = 10987
 _TABLE: dict = {}
 
 
-def kvrh_structures(n: int):
-    """(structures, source description, mean atoms of the whole set)."""
-    from benchmarks.data import resolve_data_dir
-    from benchmarks.tasks import get_task
-
-    task = get_task("matbench_log_kvrh")
-    root = resolve_data_dir(os.environ.get("HACKNIP_DATA_DIR"))
-    if task.is_present(root):
-        data = task.load(root)
-        order = np.random.default_rng(0).permutation(len(data))[:n]
-        return [data.inputs[i] for i in order], "matbench_log_kvrh", float(np.mean([len(a) for a in data.inputs]))
-    from benchmarks.perf.conftest import make_crystals
-
-    crystals = make_crystals(n, seed=0)
-    return crystals, "generated crystals (no log_kvrh data)", float(np.mean([len(a) for a in crystals]))
-
-
 @pytest.mark.parametrize("name", ["chgnet", "sevennet"])
 def test_cpu_seconds_per_structure(benchmark, name):
     torch.set_num_threads(1)
-    structures, source, full_mean_atoms = kvrh_structures(N)
+    structures, source, whole = task_sample("matbench_log_kvrh", N)
+    full_mean_atoms = float(np.mean([len(a) for a in whole]))
     backbone = get_backbone(name)
     references = ElementalReferences(backbone, None)  # in memory: the first pass pays the one-off cost
     start = time.process_time()

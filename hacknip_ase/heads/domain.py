@@ -15,9 +15,9 @@ from the training data than most of it is from itself, whose predictions deserve
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+
+from .estimators import standardization
 
 _CHUNK = 2048
 
@@ -54,11 +54,7 @@ class DomainDistance:
         X = np.asarray(X, dtype=np.float64)
         if len(X) < 2:
             raise ValueError("the domain distance needs at least two training embeddings")
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            mean, scale = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
-        self.mean_ = np.where(np.isfinite(mean), mean, 0.0)
-        self.scale_ = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+        self.mean_, self.scale_ = standardization(X)
         if self.max_reference is not None and len(X) > self.max_reference:
             keep = np.random.default_rng(self.random_state).permutation(len(X))[: self.max_reference]
             X = X[np.sort(keep)]

@@ -28,6 +28,15 @@ def _register(cls):
     return cls
 
 
+def standardization(X) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and scales of ``X`` ignoring NaN (missing); an all-NaN column gets mean 0 and
+    a constant one scale 1, so both pass as zeros."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, scale = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
+    return np.where(np.isfinite(mean), mean, 0.0), np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+
+
 def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
 
@@ -46,12 +55,7 @@ class _Head(BaseEstimator):
     def _fit_scaler(self, X) -> np.ndarray:
         X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
         self.n_features_in_ = X.shape[1]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: mean 0, scale 1
-            mean = np.nanmean(X, axis=0)
-            scale = np.nanstd(X, axis=0)
-        self.x_mean_ = np.where(np.isfinite(mean), mean, 0.0)
-        self.x_scale_ = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)  # constant columns pass as zeros
+        self.x_mean_, self.x_scale_ = standardization(X)
         return self._standardized(X)
 
     def _scale(self, X) -> np.ndarray:

@@ -150,12 +150,13 @@ class Predictor:
         fitted = None
         if depths is None:
             # backbone names label the curve only when there are several ("chgnet:3" vs "3")
+            # the depth stage's refit is the final head only when no later stage changes it
             selector = DepthSelector(estimator, candidates=candidates, cv=inner,
                                      validation_fraction=scheme["validation_fraction"], scoring=scoring,
                                      random_state=random_state, source_names=names if len(names) > 1 else None,
-                                     verbose=int(progress))
+                                     verbose=int(progress), refit=not (auto_transform or tune_trials))
             selector.fit(sources, y)
-            chosen, fitted = selector.best_depths_, selector.estimator_
+            chosen, fitted = selector.best_depths_, getattr(selector, "estimator_", None)
             held_out = selector.best_held_out_predictions_
             best_entry = next(e for e in selector.selection_curve_ if tuple(map(tuple, e["candidate"])) == chosen)
             selection = {"curve": selector.selection_curve_, "scoring": selector.scoring_, **scheme,
@@ -169,8 +170,6 @@ class Predictor:
                                                                 best_entry, held_out)
             selection = dict(selection or {"scoring": scoring, **scheme, "random_state": random_state},
                              transform=record)
-            if record["chosen"] is not None:
-                fitted = None  # the depth stage's refit used no transform
         if tune_trials:
             fitted, tuning = cls._tune(estimator, task, features, y, splitter, scoring, tune_trials, tune_patience,
                                        tune_cpu_budget, random_state)
@@ -546,6 +545,8 @@ def embed(backbone, structures, batch_size: int = 32) -> np.ndarray:
     structures = list(structures)
     if not structures:
         raise ValueError("no structures given")
-    if not hasattr(backbone, "forward"):  # a descriptor source
+    from ..sources import is_source
+
+    if is_source(backbone):
         return backbone.embed(structures)
     return featurize(structures, backbone, batch_size=batch_size, progress=False).embeddings

@@ -175,10 +175,15 @@ class DepthSelector(BaseEstimator):
         Backbone names, for readable labels in the selection curve.
     verbose : int
         > 0 shows a progress bar over the candidates scored.
+    refit : bool
+        Refit ``head`` on all the fit data with the chosen depth(s) (``estimator_``); False when
+        a later choice (a target transform, tuning) fits the final head anyway.
     """
 
     def __init__(self, head, candidates="single", cv: int = 5, validation_fraction: float | None = None,
-                 scoring: str | None = None, random_state: int = 0, source_names=None, verbose: int = 0):
+                 scoring: str | None = None, random_state: int = 0, source_names=None, verbose: int = 0,
+                 refit: bool = True):
+        self.refit = refit
         self.head = head
         self.candidates = candidates
         self.cv = cv
@@ -263,9 +268,10 @@ class DepthSelector(BaseEstimator):
         self.best_depths_ = tuple(tuple(p) for p in best["candidate"])
         self.best_score_ = best["score"]
         self.scoring_ = self._scoring()
-        self.estimator_ = clone(self.head).fit(take_depths(sources, self.best_depths_), y)
-        if hasattr(self.estimator_, "classes_"):
-            self.classes_ = self.estimator_.classes_
+        if self.refit:
+            self.estimator_ = clone(self.head).fit(take_depths(sources, self.best_depths_), y)
+            if hasattr(self.estimator_, "classes_"):
+                self.classes_ = self.estimator_.classes_
         return self
 
     def _n_candidates(self, sources) -> int:

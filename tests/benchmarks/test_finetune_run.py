@@ -13,6 +13,7 @@ from benchmarks.harness import finetune_run as ft
 from benchmarks.harness.finetune import FineTuner
 from benchmarks.harness.results import iter_results, read_result, result_path
 from benchmarks.leaderboard import render
+from tests.benchmarks.test_leaderboard import write_published_leaderboard
 
 TASK = "synthetic_emt_alloys"
 N = 10
@@ -55,6 +56,7 @@ def test_finetune_writes_a_result_the_leaderboard_reads(finetuned, tmp_path):
     data = tmp_path / "data" / "matbench"
     data.mkdir(parents=True)
     (data / "matbench_jdft2d.json.gz").touch()  # the renderer only checks that task files exist
+    write_published_leaderboard(tmp_path / "data")
     out = render(results, tmp_path / "README.md", data_dir=tmp_path / "data", figures=False, suite=None)
     text = out.read_text()
     assert "HackNIP chgnet 0.3.0 + finetune (partial: 1 folds)" in text  # the embedding tables' row

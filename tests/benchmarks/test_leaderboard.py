@@ -10,6 +10,27 @@ OFFLINE = ["matbench_jdft2d", "matbench_phonons", "matbench_dielectric", "matben
            "matbench_log_kvrh", "matbench_perovskites"]
 
 
+def write_published_leaderboard(data_dir):
+    """A generated matbench_leaderboard_v0.1.tsv in the real file's layout: 15 models report all six
+    offline tasks (MegNet with the best phonons, 28.76), one reports phonons only, and the Dummy."""
+    rng = np.random.default_rng(3)
+    scale = {"matbench_jdft2d": 45.0, "matbench_phonons": 50.0, "matbench_dielectric": 0.4,
+             "matbench_log_gvrh": 0.09, "matbench_log_kvrh": 0.07, "matbench_perovskites": 0.1}
+    lines = ["task\talgorithm\tmean_mae\tstd_mae\tmean_rmse\tmax_max_error"]
+    models = ["coNGN", "MegNet (kgcnn v2.1.0)", *[f"Model {k}" for k in range(13)]]
+    for model in models:
+        for task in OFFLINE:
+            mae = scale[task] * rng.uniform(0.7, 1.3)
+            if task == "matbench_phonons":
+                mae = 28.76 if model.startswith("MegNet") else rng.uniform(30.0, 70.0)
+            lines.append(f"{task}\t{model}\t{mae:.4f}\t{0.1 * mae:.4f}\t{1.5 * mae:.4f}\t{10 * mae:.4f}")
+    lines.append("matbench_phonons\tPhonons-only model\t40.0\t4.0\t60.0\t400.0")
+    for task in OFFLINE:  # the Dummy's jdft2d figure is the published one
+        dummy = 67.2851 if task == "matbench_jdft2d" else 3 * scale[task]
+        lines.append(f"{task}\tDummy\t{dummy:.4f}\t0.1\t1.0\t1.0")
+    (data_dir / "matbench_leaderboard_v0.1.tsv").write_text("\n".join(lines) + "\n")
+
+
 def test_combined_score_is_mean_min_max_normalized_mae():
     mae = {"A": {"t1": 1.0, "t2": 10.0}, "B": {"t1": 3.0, "t2": 30.0}, "C": {"t1": 2.0, "t2": 20.0},
            "D": {"t1": 1.5}, "Dummy": {"t1": 100.0, "t2": 100.0}}
@@ -50,7 +71,8 @@ def board(tmp_path):
         (data / f"{task}.json.gz").touch()
     (tmp_path / "data" / "moleculenet").mkdir()
     (tmp_path / "data" / "moleculenet" / "BBBP.csv").touch()  # present, but the suite says why it was not run
-    reference = load_reference()["mae"]
+    write_published_leaderboard(tmp_path / "data")
+    reference = load_reference(data_dir=tmp_path / "data")["mae"]
     ours = {}
     for task in OFFLINE:
         # ours: 0.9 x the best published MAE on every task except log_kvrh (1.1 x the worst)
@@ -78,7 +100,8 @@ def test_leaderboard_tables_and_combined_score(board):
     row = next(line for line in text.splitlines() if line.startswith("|") and "HackNIP chgnet v1 + xgboost" in line
                and "log_kvrh" not in line and line.count("|") > 8)
     expected = {}  # eq. 1 by hand over the published models reporting all six tasks (Dummy left out) and ours
-    models = {m: v for m, v in load_reference()["mae"].items() if m != "Dummy" and all(t in v for t in OFFLINE)}
+    models = {m: v for m, v in load_reference(data_dir=out.parent.parent / "data")["mae"].items()
+              if m != "Dummy" and all(t in v for t in OFFLINE)}
     assert len(models) == 15
     models["ours"] = {t: v.mean() for t, v in ours.items()}
     for m in models:
