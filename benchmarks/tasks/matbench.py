@@ -11,7 +11,7 @@ import gzip
 import json
 import os
 from collections.abc import Iterator, Mapping
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -147,5 +147,5 @@ def write_matbench_results(path: str | os.PathLike, predictions: Mapping[str, Ma
     return path
 
 
-def tasks() -> list[MatbenchTask]:
-    return [MatbenchTask(short) for short in MATBENCH_SIZES]
+#: task name -> factory (the registry builds only the task asked for)
+FACTORIES = {f"matbench_{short}": partial(MatbenchTask, short) for short in MATBENCH_SIZES}
