@@ -11,7 +11,8 @@ A run may use a random fraction of each fold's training rows (the data-efficienc
 subset is drawn by :func:`training_subset` and the result goes to
 ``<results_dir>/<task>/efficiency/finetune__f<fraction>__s<seed>.json``, outside the leaderboard's
 tables. ``test_limit`` scores a fixed random subset of each test fold (CPU smoke runs only; it is
-recorded in the result and shown by the leaderboard).
+recorded in the result and shown by the leaderboard). Whole-fold Matbench runs record every fold
+in matbench's own objects as it finishes (:class:`~.matbench_record.MatbenchRecord`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .matbench_record import MatbenchRecord, matbench_results_path, with_matbench_scores
 from .results import ResultWriter, result_path
 from .run import DEFAULT_RESULTS_DIR, DEFAULT_SEED, load_task, task_header
 
@@ -157,7 +159,6 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
 
     from ..tasks import CLASSIFICATION, get_task
     from .results import run_versions
-    from .run import write_matbench_file
 
     torch_threads(1)
     start = time.perf_counter()
@@ -203,6 +204,12 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
         path = (result_path(results_dir, task.name, backbone, HEAD) if train_fraction is None
                 else efficiency_path(results_dir, task.name, HEAD, train_fraction, subset_seed))
     writer = ResultWriter(path, header, resume=resume)
+    matbench = None
+    if task.family == "matbench" and train_fraction is None and test_limit is None:  # whole folds only
+        info = header["model"]["backbone"]
+        matbench = MatbenchRecord({task.name: data}, params={"backbone": info["name"], "model": info["model"],
+                                                              "head": HEAD})
+        matbench.record_folds(task.name, writer.record["folds"])
     all_splits = list(task.splits(data))
     todo = [s for s in select_folds(all_splits, folds) if s.name not in writer.done]
     checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else cache_dir() / "finetune"
@@ -212,6 +219,9 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
     fold_seconds = 0.0
     bar = tqdm(total=len(todo), desc=f"{task.name} {backbone} finetune", unit="fold", disable=not progress)
     for name, fold in _run_folds(job, todo, data, nip, jobs):
+        if matbench is not None:
+            fold["metrics"] = with_matbench_scores(fold["metrics"], matbench.record(task.name, name, fold["ids"],
+                                                                                   fold["y_pred"]))
         writer.add_fold(name, **fold)
         fold_seconds += fold["seconds"]["total"]
         Path(job.checkpoint(name)).unlink(missing_ok=True)  # the fold is in the result file now
@@ -223,8 +233,8 @@ def run_finetune(task_name: str, backbone: str = "chgnet", *, folds: Sequence[st
     timing["total"] = time.perf_counter() - start
     finished = writer.done >= {s.name for s in all_splits}
     extra = {}
-    if finished and task.family == "matbench" and train_fraction is None and test_limit is None:
-        extra["matbench_results"] = write_matbench_file(writer.record, data, path)
+    if finished and matbench is not None:
+        extra["matbench_results"] = matbench.write(matbench_results_path(path)).name
     if finished:
         return writer.finish(timing, **extra)
     # only some folds ran (smoke / CPU-limited runs): keep status "partial" so no table shows

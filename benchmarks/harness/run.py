@@ -7,7 +7,8 @@ cross-validation on them, or on the split's validation part for tasks with
 ``select_on_valid``, and refits on train + valid; the object ``hacknip fit`` saves), predict the
 test rows, score with the task's own metrics (:meth:`Task.score_split`). Each finished fold is written
 at once (:class:`ResultWriter`), so a killed run resumes after its last finished fold. Matbench
-tasks also get matbench's own ``results.json.gz``.
+folds are also recorded in matbench's own objects as they finish (:class:`~.matbench_record.MatbenchRecord`:
+matbench scores them), and a finished Matbench run gets matbench's ``results.json.gz``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .matbench_record import MatbenchRecord, matbench_results_path, with_matbench_scores
 from .recipe import Recipe, recipe_for
 from .results import ResultWriter, result_path
 
@@ -214,6 +216,13 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     }
     path = result_path(results_dir, task.name, backbone, recipe.label())
     writer = ResultWriter(path, header, resume=resume)
+    matbench = None
+    if task.family == "matbench":  # matbench records every fold, resumed ones first
+        model = header["model"]
+        matbench = MatbenchRecord({task.name: data}, params={"backbone": model["backbone"]["name"],
+                                                              "model": model["backbone"]["model"],
+                                                              "head": model["head"]})
+        matbench.record_folds(task.name, writer.record["folds"])
 
     splits = [s for s in all_splits if folds is None or s.name in folds]
     targets = np.asarray(data.targets)
@@ -261,6 +270,9 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
                 choices.append(recipe_choices(predictor))
             y_pred = np.column_stack(preds) if multi else preds[0]
             metrics = task.score_split(data, split, y_pred)
+            if matbench is not None:
+                metrics = with_matbench_scores(metrics, matbench.record(task.name, split.name,
+                                                                        [data.ids[i] for i in test], y_pred))
             seconds["total"] = time.perf_counter() - t_fold
             seconds["cpu"] = time.process_time() - cpu_start
             fold_seconds += seconds["total"]
@@ -274,9 +286,9 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
         limiter.restore_original_limits()
     timing["folds"] = fold_seconds
     extra = {}
-    if task.family == "matbench" and folds is None:
+    if matbench is not None and folds is None:
         t = time.perf_counter()
-        extra["matbench_results"] = write_matbench_file(writer.record, data, path)
+        extra["matbench_results"] = matbench.write(matbench_results_path(path)).name
         timing["matbench_write"] = time.perf_counter() - t
     timing["total"] = time.perf_counter() - start
     return writer.finish(timing, **extra)
@@ -322,34 +334,3 @@ def predict_scores(predictor, X, classification: bool) -> np.ndarray:
     if classification:
         return np.asarray(predictor.predict_proba_embeddings(X)[:, 1], dtype=float)
     return np.asarray(predictor.predict_embeddings(X), dtype=float)
-
-
-def matbench_results_path(result_file: str | os.PathLike) -> Path:
-    result_file = Path(result_file)
-    return result_file.with_name(result_file.stem + ".matbench.json.gz")
-
-
-def matbench_predictions(record: Mapping, data) -> dict[str, np.ndarray]:
-    """Per fold, a finished record's test predictions in the order of matbench's test ids."""
-    per_fold = {}
-    for fold in record["folds"]:
-        order = {i: k for k, i in enumerate(fold["ids"])}
-        test_ids = data.meta["matbench_test_ids"][fold["name"]]
-        per_fold[fold["name"]] = np.asarray(fold["y_pred"])[[order[i] for i in test_ids]]
-    return per_fold
-
-
-def write_matbench_file(record: Mapping, data, result_file: str | os.PathLike) -> str:
-    """Matbench's own ``results.json.gz`` for a finished Matbench record; returns its file name.
-
-    Reusable by any writer of result records (frozen heads, fine-tuning): it only needs the
-    per-fold ``ids`` and ``y_pred`` of the record and the loaded task data.
-    """
-    from ..tasks.matbench import write_matbench_results
-
-    name = record["task"]["name"]
-    per_fold = matbench_predictions(record, data)
-    model = record["model"]
-    params = {"backbone": model["backbone"]["name"], "model": model["backbone"]["model"], "head": model["head"]}
-    out = write_matbench_results(matbench_results_path(result_file), {name: per_fold}, {name: data}, params=params)
-    return out.name
