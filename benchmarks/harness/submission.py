@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .results import read_result, result_path
-from .run import DEFAULT_RESULTS_DIR
+from .config import DEFAULT_RESULTS_DIR
 
 BIBTEX = ("@article{kim2025hacknip, title={Hacking neural interatomic potentials: frozen layer-wise embeddings as "
           "universal descriptors}, author={Kim, Park and Li}, year={2025}, note={MIT}}",

@@ -81,13 +81,14 @@ def test_truncated_file_is_rejected(tmp_path):
 def test_submission_folder_is_scored_by_matbench_to_our_mae(jdft2d, tmp_path, monkeypatch):
     from benchmarks.harness import results as results_mod
     from benchmarks.harness import run as run_mod
+    from benchmarks.harness.config import RunConfig
     from benchmarks.harness.submission import write_submission
 
     root = tmp_path / "data"
     write_matbench_file(root, "matbench_jdft2d", 636, "exfoliation_en")
     monkeypatch.setattr(results_mod, "git_info", lambda root=None: {"commit": "abc", "dirty": False})
-    run_mod.run("matbench_jdft2d", "composition", "ridge", data_dir=root, results_dir=tmp_path / "results",
-                cache_dir=tmp_path / "cache", progress=False)
+    run_mod.run("matbench_jdft2d", "composition", "ridge", RunConfig(data_dir=root, results_dir=tmp_path / "results",
+                                                                    cache_dir=tmp_path / "cache", progress=False))
     scores = write_submission(tmp_path / "sub", ["matbench_jdft2d"], "composition", "ridge",
                               results_dir=tmp_path / "results", data_dir=root, commands=["hacknip-bench run ..."])
     assert scores["matbench_jdft2d"]["matbench"] == pytest.approx(scores["matbench_jdft2d"]["ours"], rel=1e-9)
