@@ -1,7 +1,7 @@
 """Data-efficiency study: frozen embeddings + a shallow head versus fine-tuning, by training size.
 
 For one task, per fold, per training fraction and per subset seed, both approaches train on the
-same random subset of the fold's training rows (:func:`~.finetune_run.training_subset`, nested
+same random subset of the fold's training rows (:func:`~.subsets.training_subset`, nested
 across fractions for a seed) and are scored on the same test rows. Every run is its own result
 file, ``<results_dir>/<task>/efficiency/<approach>__f<fraction>__s<seed>.json`` (resumable):
 
@@ -9,9 +9,8 @@ file, ``<results_dir>/<task>/efficiency/<approach>__f<fraction>__s<seed>.json`` 
   subset only (the harness's :func:`~.run.fit_predictor`), the head refitted on it.
 - ``finetune``: :func:`~.finetune_run.run_finetune` on the subset (early stopping on a split of it).
 
-:func:`make_figures` draws MAE against training size (log x, mean +- std over subsets) with the
-crossover, and the per-neuron update-ratio distributions (HackNIP eq. 2-3) of the fine-tuned
-backbone and its head at a small and at the largest fraction run.
+:func:`summarize_study` reads a study back (points and crossover); its figures and text are
+drawn by the report layer (:mod:`benchmarks.report.efficiency`).
 """
 
 from __future__ import annotations
@@ -20,15 +19,16 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .finetune_run import (HEAD as FINETUNE, efficiency_path, fraction_label, run_finetune, select_folds,
-                           subset_header, test_subset, training_subset)
+from .config import DEFAULT_RESULTS_DIR, FinetuneOptions, RunConfig
+from .finetune_run import HEAD as FINETUNE, run_finetune
 from .results import ResultWriter, read_result
-from .run import DEFAULT_RESULTS_DIR, DEFAULT_SEED, load_task, task_header
+from .run import load_task, task_header
+from .subsets import efficiency_path, fraction_label, select_folds, subset_header, test_subset, training_subset
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,20 @@ logger = logging.getLogger(__name__)
 FRACTIONS = (0.001, 0.01, 0.1, 1.0)
 SUBSET_SEEDS = (0, 1, 2, 3, 4)
 DEFAULT_FOLDS = ("fold_0",)
-FIGURES_DIR = Path("leaderboard") / "figures"
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a study runs: approaches ("frozen", "finetune"; None: both), training fractions
+    (``finetune_fractions`` restricts fine-tuning, the expensive side), subset seeds, and the
+    frozen approach's head."""
+
+    approaches: Sequence[str] | None = None
+    fractions: Sequence[float] | None = None
+    finetune_fractions: Sequence[float] | None = None
+    subset_seeds: Sequence[int] | None = None
+    head: str = "xgboost"
+    head_params: Mapping | None = None
 
 
 def frozen_name(head: str) -> str:
@@ -48,53 +61,44 @@ def plan(fractions: Sequence[float], subset_seeds: Sequence[int]) -> list[tuple[
     return [(f, s) for f in fractions for s in (subset_seeds[:1] if f >= 1 else subset_seeds)]
 
 
-def run_study(task_name: str, backbone: str = "chgnet", *, approaches: Sequence[str] | None = None,
-              fractions: Sequence[float] | None = None, finetune_fractions: Sequence[float] | None = None,
-              subset_seeds: Sequence[int] | None = None, folds: Sequence[str] | None = None, head: str = "xgboost",
-              head_params: Mapping | None = None, max_epochs: int | None = None, patience: int | None = None,
-              batch_size: int | None = None, test_limit: int | None = None, limit: int | None = None, seed: int = DEFAULT_SEED, data_dir=None,
-              results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, cache_dir=None,
-              figures_dir: str | os.PathLike | None = FIGURES_DIR, device: str = "cpu", resume: bool = True,
-              progress: bool = True, command: str | None = None) -> dict:
-    """Run every missing (approach, fraction, seed) of the study, then draw its figures.
+def run_study(task_name: str, backbone: str = "chgnet", config: RunConfig = RunConfig(), *,
+              study: StudyPlan = StudyPlan(), finetune: FinetuneOptions = FinetuneOptions()) -> dict:
+    """Run every missing (approach, fraction, seed) of the study; returns :func:`summarize_study`'s
+    report (without figures: :func:`benchmarks.report.efficiency.make_figures` draws them).
 
-    ``approaches`` are "frozen" and/or "finetune" (default both); ``finetune_fractions``
-    restricts fine-tuning (the expensive side) to some fractions. Returns :func:`make_figures`'s
-    report (without figures when ``figures_dir`` is None).
+    ``config.folds`` defaults to :data:`DEFAULT_FOLDS`; ``finetune`` gives the fine-tuning
+    recipe's changes (max_epochs, patience, train_batch_size) and ``test_limit``, which applies
+    to both approaches (its fraction and subset seed are set per run).
     """
     from hacknip_ase.backbones import get_backbone
 
     from ..tasks import get_task
 
-    approaches = list(approaches or ("frozen", "finetune"))
-    fractions = list(fractions or FRACTIONS)
-    finetune_fractions = list(finetune_fractions or fractions)
-    subset_seeds = list(subset_seeds if subset_seeds is not None else SUBSET_SEEDS)
+    approaches = list(study.approaches or ("frozen", "finetune"))
+    fractions = list(study.fractions or FRACTIONS)
+    finetune_fractions = list(study.finetune_fractions or fractions)
+    subset_seeds = list(study.subset_seeds if study.subset_seeds is not None else SUBSET_SEEDS)
     task = get_task(task_name)
-    nip = get_backbone(backbone, device=device)
-    data = load_task(task, nip, data_dir=data_dir, limit=limit, progress=progress)
-    splits = select_folds(list(task.splits(data)), list(folds or DEFAULT_FOLDS))
-    fold_names = [s.name for s in splits]
-    common = {"limit": limit, "test_limit": test_limit, "results_dir": results_dir, "resume": resume,
-              "progress": progress, "command": command}
+    nip = get_backbone(backbone, device=config.device)
+    data = load_task(task, nip, data_dir=config.data_dir, limit=config.limit, progress=config.progress)
+    splits = select_folds(list(task.splits(data)), list(config.folds or DEFAULT_FOLDS))
+    test_limit = finetune.test_limit
     if "frozen" in approaches:
         X, present, meta = _embed_needed(data, nip, splits, plan(fractions, subset_seeds), test_limit,
-                                         cache_dir=cache_dir, progress=progress)
+                                         cache_dir=config.cache_dir, progress=config.progress)
         for fraction, subset_seed in plan(fractions, subset_seeds):
-            run_frozen(task, data, X, present, splits, nip, head=head, head_params=head_params,
-                       fraction=fraction, subset_seed=subset_seed, seed=seed, featurization=meta, **common)
+            run_frozen(task, data, X, present, splits, nip, config, head=study.head, head_params=study.head_params,
+                       fraction=fraction, subset_seed=subset_seed, test_limit=test_limit, featurization=meta)
     if "finetune" in approaches:
+        fold_config = replace(config, folds=[s.name for s in splits])
         for fraction, subset_seed in plan(finetune_fractions, subset_seeds):
-            run_finetune(task.name, backbone, folds=fold_names, max_epochs=max_epochs, patience=patience,
-                         batch_size=batch_size,
-                         train_fraction=fraction, subset_seed=subset_seed, seed=seed, device=device,
-                         path=efficiency_path(results_dir, task.name, FINETUNE, fraction, subset_seed),
-                         data=data, nip=nip, **common)
-    if figures_dir is None:
-        report = summarize_study(task.name, backbone, results_dir=results_dir)
-        report.pop("found")
-        return report
-    return make_figures(task.name, backbone, results_dir=results_dir, figures_dir=figures_dir)
+            run_finetune(task.name, backbone, fold_config,
+                         options=replace(finetune, train_fraction=fraction, subset_seed=subset_seed),
+                         path=efficiency_path(config.results_dir, task.name, FINETUNE, fraction, subset_seed),
+                         data=data, nip=nip)
+    report = summarize_study(task.name, backbone, results_dir=config.results_dir)
+    report.pop("found")
+    return report
 
 
 def _embed_needed(data, nip, splits, pairs, test_limit, *, cache_dir, progress):
@@ -124,10 +128,8 @@ def _embed_needed(data, nip, splits, pairs, test_limit, *, cache_dir, progress):
     return X, present, meta
 
 
-def run_frozen(task, data, X, present, splits, nip, *, head: str, fraction: float, subset_seed: int,
-               head_params: Mapping | None = None, seed: int = DEFAULT_SEED, limit=None, test_limit=None,
-               results_dir=DEFAULT_RESULTS_DIR, resume: bool = True, progress: bool = True, command=None,
-               featurization=None) -> dict:
+def run_frozen(task, data, X, present, splits, nip, config: RunConfig = RunConfig(), *, head: str, fraction: float,
+               subset_seed: int, head_params: Mapping | None = None, test_limit=None, featurization=None) -> dict:
     """The frozen-embedding approach on one training subset of each split; returns the record."""
     from threadpoolctl import threadpool_limits
 
@@ -137,6 +139,7 @@ def run_frozen(task, data, X, present, splits, nip, *, head: str, fraction: floa
     from .run import fit_predictor, frozen_model, predict_scores
 
     start = time.perf_counter()
+    seed = config.seed
     classification = task.task_type == "classification"
     header = {
         "task": task_header(task, data, **subset_header(train_fraction=fraction, subset_seed=subset_seed,
@@ -145,10 +148,11 @@ def run_frozen(task, data, X, present, splits, nip, *, head: str, fraction: floa
                               rule=SELECTION_RULE + "; inner folds capped at the subset size"),
         "seeds": {"head": seed, "selection": seed, "subset": subset_seed,
                   "split": sorted({s.seed for s in splits} - {None})},
-        "limit": limit, "versions": run_versions(), "featurization": featurization, "command": command,
+        "limit": config.limit, "versions": run_versions(), "featurization": featurization,
+        "command": config.command,
     }
-    path = efficiency_path(results_dir, task.name, frozen_name(head), fraction, subset_seed)
-    writer = ResultWriter(path, header, resume=resume)
+    path = efficiency_path(config.results_dir, task.name, frozen_name(head), fraction, subset_seed)
+    writer = ResultWriter(path, header, resume=config.resume)
     targets = np.asarray(data.targets, dtype=float)
     fold_seconds = 0.0
     with threadpool_limits(limits=1, user_api="blas"):  # small fits: one BLAS thread is faster (see run.py)
@@ -233,99 +237,3 @@ def summarize_study(task_name: str, backbone: str = "chgnet", *, results_dir=DEF
     frozen = next((a for a in points if a.startswith("frozen_")), None)
     return {"task": task_name, "backbone": backbone, "points": points, "found": found, "figures": {},
             "crossover": crossover(points, frozen) if frozen else {"fraction": None, "text": "no frozen runs"}}
-
-
-def make_figures(task_name: str, backbone: str = "chgnet", *, results_dir=DEFAULT_RESULTS_DIR,
-                 figures_dir=FIGURES_DIR) -> dict:
-    """Draw the MAE-vs-size and update-ratio figures of a task's study; returns the report."""
-    report = summarize_study(task_name, backbone, results_dir=results_dir)
-    points, found = report["points"], report.pop("found")
-    if not points:
-        return report
-    figures_dir = Path(figures_dir)
-    report["figures"]["mae_vs_size"] = str(_plot_curves(task_name, backbone, points, report["crossover"],
-                                                        figures_dir / f"efficiency_{task_name}_{backbone}.png"))
-    ratios = found.get(FINETUNE, {})
-    if ratios:
-        report["figures"]["update_ratios"] = str(_plot_ratios(task_name, backbone, ratios,
-                                                              figures_dir / f"update_ratios_{task_name}_{backbone}.png"))
-        report["ratio_fractions"] = ratio_fractions(ratios)
-    return report
-
-
-def ratio_fractions(by_fraction: Mapping[float, list]) -> list[float]:
-    """The fractions whose update ratios are compared: 1 % and 100 %, else the smallest and largest run."""
-    have = sorted(f for f, rs in by_fraction.items() if rs)
-    if 0.01 in have and 1.0 in have:
-        return [0.01, 1.0]
-    return sorted({have[0], have[-1]})
-
-
-def _plot_curves(task, backbone, points, cross, path) -> Path:
-    from ..figures import _pyplot, _save
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    for approach, by_f in points.items():
-        fr = sorted(by_f)
-        x = [by_f[f]["n_train"] for f in fr]
-        y = np.array([by_f[f]["mean"] for f in fr])
-        e = np.array([by_f[f]["std"] for f in fr])
-        label = f"{backbone} fine-tuned" if approach == FINETUNE else f"{backbone} frozen + {approach.split('_', 1)[1]}"
-        ax.errorbar(x, y, yerr=e, marker="o", ms=4, capsize=3, lw=1.4, label=label)
-    if cross.get("n_train"):
-        ax.axvline(cross["n_train"], color="0.5", ls="--", lw=1)
-    n_test = sorted({n for by_f in points.values() for p in by_f.values() for n in p["n_test"]})
-    folds = sorted({f for by_f in points.values() for p in by_f.values() for f in p["folds"]})
-    ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    sizes = sorted({round(p["n_train"]) for by_f in points.values() for p in by_f.values()})
-    ax.set_xticks(sizes)  # ticks at the training sizes run, as plain counts
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("training structures (random subset of the training fold)")
-    ax.set_ylabel("test MAE (mean ± std over subsets)")
-    ax.set_title(f"{task}: data efficiency ({', '.join(folds)}; {'/'.join(map(str, n_test))} test rows)\n"
-                 f"{cross['text']}", fontsize=7)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-def _plot_ratios(task, backbone, by_fraction, path) -> Path:
-    """Histograms of log10 per-neuron update ratios: backbone and head, per compared fraction."""
-    from ..figures import _pyplot, _save
-
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
-    for ax, part in zip(axes, ("backbone", "head"), strict=True):
-        for fraction in ratio_fractions(by_fraction):
-            values = np.concatenate([np.asarray(f["update_ratios"][part]["values"], dtype=float)
-                                     for r in by_fraction[fraction] for f in r["folds"]] or [np.zeros(0)])
-            values = values[values > 0]
-            if values.size == 0:
-                continue
-            n_train = np.mean([f["n_train"] for r in by_fraction[fraction] for f in r["folds"]])
-            ax.hist(np.log10(values), bins=50, density=True, histtype="step", lw=1.4,
-                    label=f"fraction {fraction_label(fraction)} (n≈{n_train:.0f}); median {np.median(values):.2g}")
-        ax.set_xlabel("log10 per-neuron update ratio ||Δw_i|| / ||w_i||")
-        ax.set_ylabel("density")
-        ax.set_title(f"{'fine-tuned ' + backbone + ' backbone' if part == 'backbone' else 'fine-tuning head (MLP)'}",
-                     fontsize=9)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"{task}: update ratios from initial to kept weights (HackNIP eq. 2-3)", fontsize=9)
-    return _save(fig, path)
-
-
-def format_report(report: Mapping) -> str:
-    """The study as text: one line per approach and fraction, then the crossover."""
-    lines = [f"{report['task']} ({report['backbone']}): MAE by training fraction"]
-    for approach, by_f in report["points"].items():
-        for fraction, p in by_f.items():
-            lines.append(f"  {approach:16s} f={fraction_label(fraction):6s} n_train≈{p['n_train']:7.0f}  "
-                         f"MAE {p['mean']:.4g} ± {p['std']:.2g} ({p['n_subsets']} subsets, {','.join(p['folds'])}, "
-                         f"{'/'.join(map(str, p['n_test']))} test rows)  {p['seconds_per_fold']:.0f} s per fold")
-    lines.append(f"  crossover: {report['crossover']['text']}")
-    for name, path in report.get("figures", {}).items():
-        lines.append(f"  figure {name}: {path}")
-    return "\n".join(lines)

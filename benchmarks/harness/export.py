@@ -24,7 +24,8 @@ import numpy as np
 
 from .recipe import recipe_for
 from .results import git_info, iter_results
-from .run import DEFAULT_RESULTS_DIR, embed, get_source, load_task
+from .config import DEFAULT_RESULTS_DIR
+from .run import embed, get_source, load_task
 
 #: Training embeddings kept as each head's applicability-domain reference.
 DOMAIN_REFERENCE = 2000

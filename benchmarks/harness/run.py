@@ -7,27 +7,25 @@ cross-validation on them, or on the split's validation part for tasks with
 ``select_on_valid``, and refits on train + valid; the object ``hacknip fit`` saves), predict the
 test rows, score with the task's own metrics (:meth:`Task.score_split`). Each finished fold is written
 at once (:class:`ResultWriter`), so a killed run resumes after its last finished fold. Matbench
-tasks also get matbench's own ``results.json.gz``.
+folds are also recorded in matbench's own objects as they finish (:class:`~.matbench_record.MatbenchRecord`:
+matbench scores them), and a finished Matbench run gets matbench's ``results.json.gz``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
+from .config import FrozenOptions, RunConfig
+from .matbench_record import MatbenchRecord, matbench_results_path, with_matbench_scores
 from .recipe import Recipe, recipe_for
 from .results import ResultWriter, result_path
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RESULTS_DIR = Path("leaderboard") / "results"
-#: Seed of the inner selection splits and of every head.
-DEFAULT_SEED = 0
 MOLECULE_FAMILIES = ("moleculenet", "electrolytes")
 VALID_RULE = ("depth chosen on each split's validation part (heads fitted on its training part), "
               "then the head refitted on train + valid")
@@ -114,7 +112,7 @@ def task_header(task, data, **subset) -> dict:
     return {**header, **subset}
 
 
-def embed(data, backbone, *, cache_dir=None, batch_size: int = 32, progress: bool = True):
+def embed(data, backbone, *, cache_dir=None, featurize_batch_size: int = 32, progress: bool = True):
     """(n, n_depths, dim[+n_features]) embeddings of every row, and a mask of rows that have one.
 
     Mixtures (CE) are concentration-weighted sums of their molecules' embeddings; extra
@@ -135,7 +133,7 @@ def embed(data, backbone, *, cache_dir=None, batch_size: int = 32, progress: boo
     if data.inputs and isinstance(data.inputs[0], Mapping):
         names = list(data.molecules)
         fs = featurize([data.molecules[n] for n in names], backbone=backbone, ids=names, cache_dir=cache_dir,
-                       batch_size=batch_size, progress=progress, on_error="skip")
+                       batch_size=featurize_batch_size, progress=progress, on_error="skip")
         by_id = dict(zip(fs.ids, fs.embeddings, strict=True))
         present = np.array([all(m in by_id for m in mix) for mix in data.inputs])
         shape = fs.embeddings.shape[1:]
@@ -143,8 +141,8 @@ def embed(data, backbone, *, cache_dir=None, batch_size: int = 32, progress: boo
         if present.any():
             X[present] = mixture_embeddings([m for m, ok in zip(data.inputs, present, strict=True) if ok], by_id)
     else:
-        fs = featurize(data.inputs, backbone=backbone, ids=data.ids, cache_dir=cache_dir, batch_size=batch_size,
-                       progress=progress, on_error="skip")
+        fs = featurize(data.inputs, backbone=backbone, ids=data.ids, cache_dir=cache_dir,
+                       batch_size=featurize_batch_size, progress=progress, on_error="skip")
         by_id = dict(zip(fs.ids, fs.embeddings, strict=True))
         present = np.array([i in by_id for i in data.ids])
         X = np.zeros((len(data), *fs.embeddings.shape[1:]), dtype=np.float32)
@@ -155,20 +153,16 @@ def embed(data, backbone, *, cache_dir=None, batch_size: int = 32, progress: boo
     return X, present, fs.metadata
 
 
-def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data_dir=None,
-        results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, cache_dir=None, head_params: Mapping | None = None,
-        seed: int = DEFAULT_SEED, inner_cv: int | None = None, holdout: float | None = None,
-        limit: int | None = None, folds: list[str] | None = None, resume: bool = True, device: str = "cpu",
-        batch_size: int = 32, relax: str = "backbone", progress: bool = True, command: str | None = None,
-        recipe: Recipe | None = None) -> dict:
+def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", config: RunConfig = RunConfig(), *,
+        recipe: Recipe | None = None, head_params: Mapping | None = None,
+        options: FrozenOptions = FrozenOptions()) -> dict:
     """Run ``task_name`` with ``backbone`` embeddings and ``head``; returns the result record.
 
     ``head`` may name a preset (:data:`~.recipe.PRESETS`, e.g. "auto"); ``recipe`` gives the
     feature families, transform and tuning option by option instead. ``backbone`` may be
-    "composition" (composition descriptors alone: the baseline without a NIP). ``folds``
-    restricts the run to the named splits (smoke runs); ``limit`` shrinks generated and
-    MoleculeNet tasks; ``relax`` names the molecule geometry recipe (molecule tasks only). The
-    result file is ``<results_dir>/<task>/<backbone>__<recipe label>.json``.
+    "composition" (composition descriptors alone: the baseline without a NIP). ``config.folds``
+    restricts the run to the named splits (smoke runs); ``config.limit`` shrinks generated and
+    MoleculeNet tasks. The result file is ``<results_dir>/<task>/<backbone>__<recipe label>.json``.
     """
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
@@ -182,19 +176,21 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     start = time.perf_counter()
     recipe = recipe or recipe_for(head)
     task = get_task(task_name)
+    c, seed, progress = config, config.seed, config.progress
     timing: dict[str, float] = {}
     t = time.perf_counter()
-    nip = get_source(backbone, device=device, cache_dir=cache_dir)
+    nip = get_source(backbone, device=c.device, cache_dir=c.cache_dir)
     timing["backbone"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    data = load_task(task, nip, data_dir=data_dir, limit=limit, relax=relax, progress=progress)
+    data = load_task(task, nip, data_dir=c.data_dir, limit=c.limit, relax=options.relax, progress=progress)
     timing["load"] = time.perf_counter() - t  # includes molecule relaxation for molecule tasks
     t = time.perf_counter()
-    X, present, feature_meta = embed(data, nip, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+    X, present, feature_meta = embed(data, nip, cache_dir=c.cache_dir, featurize_batch_size=options.featurize_batch_size,
+                                     progress=progress)
     descriptors = []
     for name in recipe.descriptors:
-        source = get_source(name, cache_dir=cache_dir, nip=nip)
+        source = get_source(name, cache_dir=c.cache_dir, nip=nip)
         descriptors.append((_source_info(source), embed(data, source, progress=progress)[0]))
     timing["featurize"] = time.perf_counter() - t
 
@@ -202,19 +198,27 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
     all_splits = list(task.splits(data))
     header = {
         "task": task_header(task, data, n_featurize_skipped=int((~present).sum())),
-        "model": frozen_model(nip, recipe, head_params, classification, inner_cv=inner_cv, holdout=holdout,
-                              rule=VALID_RULE if task.select_on_valid else None),
+        "model": frozen_model(nip, recipe, head_params, classification, inner_cv=options.inner_cv,
+                              holdout=options.holdout, rule=VALID_RULE if task.select_on_valid else None),
         "seeds": {"head": seed, "selection": seed, "split": sorted({s.seed for s in all_splits} - {None}),
                   **({"per_split": "head and selection of split seed_k seeded with head seed + k"}
                      if task.seeded_replicates else {})},
-        "limit": limit,
+        "limit": c.limit,
         "versions": {**run_versions(), **feature_versions(backbone)},
         "featurization": {k: feature_meta.get(k) for k in ("backbone", "options", "cache_identity", "skipped")},
-        "command": command,
+        "command": c.command,
     }
-    path = result_path(results_dir, task.name, backbone, recipe.label())
-    writer = ResultWriter(path, header, resume=resume)
+    path = result_path(c.results_dir, task.name, backbone, recipe.label())
+    writer = ResultWriter(path, header, resume=c.resume)
+    matbench = None
+    if task.family == "matbench":  # matbench records every fold, resumed ones first
+        model = header["model"]
+        matbench = MatbenchRecord({task.name: data}, params={"backbone": model["backbone"]["name"],
+                                                              "model": model["backbone"]["model"],
+                                                              "head": model["head"]})
+        matbench.record_folds(task.name, writer.record["folds"])
 
+    folds = c.folds
     splits = [s for s in all_splits if folds is None or s.name in folds]
     targets = np.asarray(data.targets)
     multi = targets.ndim == 2
@@ -244,7 +248,7 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
                 y = targets[:, k] if multi else targets
                 t = time.perf_counter()
                 predictor = fit_predictor(X[fit_rows], y[fit_rows], nip, recipe.head, task.task_type, seed=fold_seed,
-                                          head_params=head_params, inner_cv=inner_cv, holdout=holdout,
+                                          head_params=head_params, inner_cv=options.inner_cv, holdout=options.holdout,
                                           scheme=scheme, target_name=data.target_names[k or 0], recipe=recipe,
                                           descriptors=[(info, x[fit_rows]) for info, x in descriptors])  # no test row
                 seconds["select_fit"] += time.perf_counter() - t
@@ -261,6 +265,9 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
                 choices.append(recipe_choices(predictor))
             y_pred = np.column_stack(preds) if multi else preds[0]
             metrics = task.score_split(data, split, y_pred)
+            if matbench is not None:
+                metrics = with_matbench_scores(metrics, matbench.record(task.name, split.name,
+                                                                        [data.ids[i] for i in test], y_pred))
             seconds["total"] = time.perf_counter() - t_fold
             seconds["cpu"] = time.process_time() - cpu_start
             fold_seconds += seconds["total"]
@@ -274,9 +281,9 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", *, data
         limiter.restore_original_limits()
     timing["folds"] = fold_seconds
     extra = {}
-    if task.family == "matbench" and folds is None:
+    if matbench is not None and folds is None:
         t = time.perf_counter()
-        extra["matbench_results"] = write_matbench_file(writer.record, data, path)
+        extra["matbench_results"] = matbench.write(matbench_results_path(path)).name
         timing["matbench_write"] = time.perf_counter() - t
     timing["total"] = time.perf_counter() - start
     return writer.finish(timing, **extra)
@@ -322,34 +329,3 @@ def predict_scores(predictor, X, classification: bool) -> np.ndarray:
     if classification:
         return np.asarray(predictor.predict_proba_embeddings(X)[:, 1], dtype=float)
     return np.asarray(predictor.predict_embeddings(X), dtype=float)
-
-
-def matbench_results_path(result_file: str | os.PathLike) -> Path:
-    result_file = Path(result_file)
-    return result_file.with_name(result_file.stem + ".matbench.json.gz")
-
-
-def matbench_predictions(record: Mapping, data) -> dict[str, np.ndarray]:
-    """Per fold, a finished record's test predictions in the order of matbench's test ids."""
-    per_fold = {}
-    for fold in record["folds"]:
-        order = {i: k for k, i in enumerate(fold["ids"])}
-        test_ids = data.meta["matbench_test_ids"][fold["name"]]
-        per_fold[fold["name"]] = np.asarray(fold["y_pred"])[[order[i] for i in test_ids]]
-    return per_fold
-
-
-def write_matbench_file(record: Mapping, data, result_file: str | os.PathLike) -> str:
-    """Matbench's own ``results.json.gz`` for a finished Matbench record; returns its file name.
-
-    Reusable by any writer of result records (frozen heads, fine-tuning): it only needs the
-    per-fold ``ids`` and ``y_pred`` of the record and the loaded task data.
-    """
-    from ..tasks.matbench import write_matbench_results
-
-    name = record["task"]["name"]
-    per_fold = matbench_predictions(record, data)
-    model = record["model"]
-    params = {"backbone": model["backbone"]["name"], "model": model["backbone"]["model"], "head": model["head"]}
-    out = write_matbench_results(matbench_results_path(result_file), {name: per_fold}, {name: data}, params=params)
-    return out.name

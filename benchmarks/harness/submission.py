@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .results import read_result, result_path
-from .run import DEFAULT_RESULTS_DIR, matbench_predictions
+from .config import DEFAULT_RESULTS_DIR
 
 BIBTEX = ("@article{kim2025hacknip, title={Hacking neural interatomic potentials: frozen layer-wise embeddings as "
           "universal descriptors}, author={Kim, Park and Li}, year={2025}, note={MIT}}",
@@ -36,11 +36,11 @@ def write_submission(out: str | os.PathLike, tasks: list[str], backbone: str, he
     from matbench.bench import MatbenchBenchmark
 
     from ..tasks import get_task
-    from ..tasks.matbench import write_matbench_results
+    from .matbench_record import MatbenchRecord
     from .results import run_versions
 
     out = Path(out)
-    records, predictions, data = {}, {}, {}
+    records, data = {}, {}
     for name in tasks:
         record = read_result(result_path(results_dir, name, backbone, head))
         if record["status"] != "complete":
@@ -49,9 +49,10 @@ def write_submission(out: str | os.PathLike, tasks: list[str], backbone: str, he
             raise ValueError(f"{name}: {backbone}__{head} was run from a dirty tree; re-run it from committed code")
         data[name] = get_task(name).load(data_dir)
         records[name] = record
-        predictions[name] = matbench_predictions(record, data[name])
-    params = {"backbone": backbone, "head": head}
-    write_matbench_results(out / "results.json.gz", predictions, data, params=params)
+    matbench = MatbenchRecord(data, params={"backbone": backbone, "head": head})
+    for name, record in records.items():
+        matbench.record_folds(name, record["folds"])
+    matbench.write(out / "results.json.gz")
     model = next(iter(records.values()))["model"]
     versions = run_versions()
     info = {

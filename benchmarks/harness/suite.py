@@ -15,8 +15,10 @@ import logging
 import os
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from .config import FrozenOptions, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +64,12 @@ def read_suite(path: str | os.PathLike) -> Suite:
     return Suite(runs, {str(k): str(v) for k, v in spec.get("not_run", {}).items()})
 
 
-def run_suite(suite: Suite, *, tasks=None, backbones=None, heads=None, keep_going: bool = True, **options) -> list[dict]:
-    """Run every selected spec (skipping tasks whose data is missing); returns one summary per run."""
+def run_suite(suite: Suite, config: RunConfig = RunConfig(), options: FrozenOptions = FrozenOptions(), *,
+              relax: str | None = None, tasks=None, backbones=None, heads=None, keep_going: bool = True) -> list[dict]:
+    """Run every selected spec (skipping tasks whose data is missing); returns one summary per run.
+
+    ``relax`` (the command line's ``--relax``) wins over a block's ``relax``; without either a run
+    uses ``options.relax``."""
     from ..tasks import get_task
     from .run import run
 
@@ -73,14 +79,15 @@ def run_suite(suite: Suite, *, tasks=None, backbones=None, heads=None, keep_goin
                 or (heads and spec.head not in heads):
             continue
         task = get_task(spec.task)
-        if not task.is_present(options.get("data_dir")):
+        if not task.is_present(config.data_dir):
             summaries.append({"run": spec, "status": "skipped", "reason": "data not available"})
             continue
         start = time.perf_counter()
         try:
-            recipe = {"relax": spec.relax} if spec.relax else {}  # a --relax given on the command line wins
-            record = run(spec.task, spec.backbone, spec.head, head_params=spec.head_params or None,
-                         recipe=spec.make_recipe(), **{**recipe, **options})
+            chosen = relax or spec.relax
+            record = run(spec.task, spec.backbone, spec.head, config, recipe=spec.make_recipe(),
+                         head_params=spec.head_params or None,
+                         options=replace(options, relax=chosen) if chosen else options)
         except Exception as exc:  # one failing run must not stop a long suite; the reason is reported
             if not keep_going:
                 raise

@@ -241,5 +241,5 @@ def mixture_embeddings(mixtures, embeddings: Mapping[str, np.ndarray]) -> np.nda
                      for mixture in mixtures])
 
 
-def tasks() -> list[CoulombicEfficiencyTask]:
-    return [CoulombicEfficiencyTask()]
+#: task name -> factory (the registry builds only the task asked for)
+FACTORIES = {CoulombicEfficiencyTask.name: CoulombicEfficiencyTask}

@@ -1,22 +1,23 @@
-"""Matbench v0.1 regression tasks with structures, on matbench's official 5 folds.
+"""Matbench v0.1 regression tasks with structures, through matbench's own objects.
 
-Fold ids come from ``matbench_v0.1_validation.json`` shipped inside the ``matbench``
-package; predictions are recorded through matbench's own ``MatbenchBenchmark`` so the
-``results.json.gz`` we write is scored by matbench itself.
+The data file is read by the package's Matbench reader (:class:`hacknip_ase.readers.MatbenchFile`,
+ids ``mb-<task>-<row>``); the loaded rows become the DataFrame of matbench's ``MatbenchTask``
+(matbench's own downloader is never called), whose ``folds``, ``get_train_and_val_data`` and
+``get_test_data`` give the official 5 folds (``matbench_v0.1_validation.json`` in the matbench
+wheel). :func:`matbench_benchmark` builds the ``MatbenchBenchmark`` that records predictions
+fold by fold and writes the ``results.json.gz`` matbench itself scores.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 from collections.abc import Iterator, Mapping
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from hacknip_ase.errors import DataFormatError
+from hacknip_ase.errors import DataFormatError, StructureParseError
 
 from ..data import DataFile, locate
 from .base import REGRESSION, Split, Task, TaskData
@@ -29,17 +30,6 @@ MATBENCH_SIZES = {
 #: the tasks whose data ships offline (the two large MP tasks do not): the six-task score's tasks
 OFFLINE_TASKS = tuple(f"matbench_{short}" for short in ("jdft2d", "phonons", "dielectric", "log_gvrh", "log_kvrh",
                                                           "perovskites"))
-
-
-@cache
-def _matbench_metadata() -> tuple[dict, dict]:
-    """(matbench v0.1 task metadata, official validation splits), both from the matbench wheel."""
-    import matbench
-
-    root = Path(matbench.__file__).parent
-    meta = json.loads((root / "matbench_v0.1_dataset_metadata.json").read_text())
-    splits = json.loads((root / "matbench_v0.1_validation.json").read_text())["splits"]
-    return meta, splits
 
 
 @cache
@@ -70,82 +60,89 @@ class MatbenchTask(Task):
 
     @property
     def target(self) -> str:
-        return _matbench_metadata()[0][self.dataset]["target"]
+        from matbench.metadata import mbv01_metadata
+
+        return mbv01_metadata[self.dataset].target
 
     @property
     def files(self) -> list[DataFile]:
         source = _matminer_sources()[self.dataset]
         return [DataFile(f"matbench/{self.dataset}.json.gz", url=source["url"], sha256=source["hash"])]
 
-    def _read(self, data_dir) -> dict:
-        path = locate(self.files[0], data_dir)
-        with gzip.open(path, "rt") as handle:
-            table = json.load(handle)
-        if not {"columns", "data"} <= set(table) or self.target not in table["columns"] \
-                or "structure" not in table["columns"]:
-            raise DataFormatError(f"{path} is not a Matbench file with columns structure and {self.target!r}")
-        return table
+    def _reader(self, data_dir):
+        from hacknip_ase.readers import MatbenchFile
+
+        return MatbenchFile(locate(self.files[0], data_dir), task=self.short.replace("_", "-"))
 
     def count(self, data_dir=None) -> int:
-        return len(self._read(data_dir)["data"])
+        return len(self._reader(data_dir))
 
     def load(self, data_dir=None, **options) -> TaskData:
-        from pymatgen.core import Structure
-        from pymatgen.io.ase import AseAtomsAdaptor
+        import pandas as pd
+        from matbench.constants import MBID_KEY
 
-        table = self._read(data_dir)
-        s_col, t_col = table["columns"].index("structure"), table["columns"].index(self.target)
-        rows = table["data"]
-        ids = matbench_ids(self.short, len(rows))
-        official = _matbench_metadata()[1][self.dataset]
-        fold_ids = {fold: part["test"] for fold, part in official.items()}
-        expected = {i for test in fold_ids.values() for i in test}
+        reader = self._reader(data_dir)
+        try:  # the reader parses the file once; its table also holds the target column (no public accessor yet)
+            table = reader._load()
+        except StructureParseError as exc:
+            raise DataFormatError(str(exc)) from exc
+        if self.target not in table["columns"]:
+            raise DataFormatError(f"{reader.path} is not a Matbench file with columns structure and {self.target!r}")
+        ids = matbench_ids(self.short, len(table["data"]))
+        official = matbench_task(self.dataset)
+        expected = {i for fold in official.folds_keys for i in official.validation[fold].test}
         if set(ids) != expected:
             raise DataFormatError(
-                f"{self.dataset}: {len(rows)} rows give ids that differ from matbench's official "
+                f"{self.dataset}: {len(ids)} rows give ids that differ from matbench's official "
                 f"{len(expected)} (is the file complete and in its original order?)"
             )
-        atoms = [AseAtomsAdaptor.get_atoms(Structure.from_dict(row[s_col])) for row in rows]
-        targets = np.array([row[t_col] for row in rows], dtype=float)
+        atoms = [structure for _, structure in reader]  # in file order, ids as above
+        t_col = table["columns"].index(self.target)
+        targets = np.array([row[t_col] for row in table["data"]], dtype=float)
+        frame = pd.DataFrame({official.metadata.input_type: atoms, self.target: targets},
+                             index=pd.Index(ids, name=MBID_KEY))
         return TaskData(ids=ids, inputs=atoms, targets=targets, target_names=(self.target,),
-                        meta={"matbench_test_ids": fold_ids})
+                        meta={"matbench_df": frame})
 
     def splits(self, data: TaskData) -> Iterator[Split]:
-        """Matbench's folds; ``test`` is in matbench's own test-id order (what ``record`` expects)."""
+        """matbench's folds (``MatbenchTask.folds``): ``train`` in row order, ``test`` in matbench's
+        own test-id order (what ``record`` expects)."""
+        official = matbench_task(self.dataset, data)
         position = {id_: i for i, id_ in enumerate(data.ids)}
-        for fold, test_ids in data.meta["matbench_test_ids"].items():
-            test = np.array([position[i] for i in test_ids])
-            mask = np.ones(len(data), bool)
-            mask[test] = False
-            yield Split(fold, np.flatnonzero(mask), test, seed=18012019)
+        for fold in official.folds:
+            train_ids = official.get_train_and_val_data(fold, as_type="df").index
+            test_ids = official.get_test_data(fold, as_type="df").index
+            train = np.sort(np.array([position[i] for i in train_ids]))
+            yield Split(official.folds_map[fold], train, np.array([position[i] for i in test_ids]), seed=18012019)
 
 
-def write_matbench_results(path: str | os.PathLike, predictions: Mapping[str, Mapping[str, np.ndarray]],
-                           data: Mapping[str, TaskData], *, params: Mapping | None = None) -> Path:
-    """Record predictions in matbench's ``MatbenchBenchmark`` and write its ``results.json.gz``.
+def matbench_task(dataset: str, data: TaskData | None = None):
+    """matbench's own ``MatbenchTask`` of ``dataset``; with ``data`` (the loaded task) its DataFrame
+    is those rows, so ``get_*_data`` and ``record`` work offline."""
+    import logging
 
-    ``predictions[task_name][fold_name]`` are the test predictions of that fold in the order of
-    ``Split.test``; ``data[task_name]`` is the loaded task. Returns the file written.
-    """
-    import pandas as pd
+    from matbench.task import MatbenchTask as Official
+
+    logging.getLogger("matbench").setLevel(logging.ERROR)  # it logs every recorded fold
+    task = Official(dataset, autoload=False)
+    if data is not None:
+        task.df = data.meta["matbench_df"]
+    return task
+
+
+def matbench_benchmark(data: Mapping[str, TaskData]):
+    """A ``MatbenchBenchmark`` of the loaded Matbench tasks ``{task name: TaskData}``, each task's
+    DataFrame set from the loaded rows (nothing downloaded): ready to ``record`` and ``to_file``."""
+    import logging
+
     from matbench.bench import MatbenchBenchmark
 
-    datasets = {name: name for name in predictions}
-    benchmark = MatbenchBenchmark(autoload=False, subset=list(datasets))
-    for name, per_fold in predictions.items():
-        task, loaded = benchmark.tasks_map[name], data[name]
-        # matbench only looks targets up by id; the input column is not needed to score.
-        task.df = pd.DataFrame({loaded.target_names[0]: loaded.targets,
-                                "structure": list(loaded.inputs)}, index=pd.Index(loaded.ids))
-        for fold_number in task.folds:
-            fold = task.folds_map[fold_number]
-            task.record(fold_number, np.asarray(per_fold[fold], dtype=float),
-                        params=dict(params or {}))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    benchmark.to_file(str(path))
-    return path
+    logging.getLogger("matbench").setLevel(logging.ERROR)
+    benchmark = MatbenchBenchmark(autoload=False, subset=list(data))
+    for name, loaded in data.items():
+        benchmark.tasks_map[name].df = loaded.meta["matbench_df"]
+    return benchmark
 
 
-def tasks() -> list[MatbenchTask]:
-    return [MatbenchTask(short) for short in MATBENCH_SIZES]
+#: task name -> factory (the registry builds only the task asked for)
+FACTORIES = {f"matbench_{short}": partial(MatbenchTask, short) for short in MATBENCH_SIZES}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import tempfile
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -160,13 +161,13 @@ class MoleculeNetTask(Task):
             yield Split(f"seed_{seed}", rows(train), rows(test), valid=rows(valid), seed=seed)
 
 
-def tasks() -> list[MoleculeNetTask]:
-    return [
-        MoleculeNetTask("bace", "bace.csv", "mol", ("Class",), "load_bace_classification", "scaffold",
-                        1513, ""),  # sizes: Wu et al., MoleculeNet, Chem. Sci. 9, 513 (2018)
-        MoleculeNetTask("bbbp", "BBBP.csv", "smiles", ("p_np",), "load_bbbp", "scaffold", 2053,
-                        "DeepChem's file has 2050 rows; 11 SMILES RDKit cannot parse"),
-        MoleculeNetTask("clintox", "clintox.csv.gz", "smiles", ("FDA_APPROVED", "CT_TOX"), "load_clintox",
-                        "random", 1491,
-                        "DeepChem's file has 1484 rows; SMILES RDKit rejects (valence) or with '*' excluded"),
-    ]
+#: task name -> factory (the registry builds only the task asked for)
+FACTORIES = {
+    "bace": partial(MoleculeNetTask, "bace", "bace.csv", "mol", ("Class",), "load_bace_classification", "scaffold",
+                    1513, ""),  # sizes: Wu et al., MoleculeNet, Chem. Sci. 9, 513 (2018)
+    "bbbp": partial(MoleculeNetTask, "bbbp", "BBBP.csv", "smiles", ("p_np",), "load_bbbp", "scaffold", 2053,
+                    "DeepChem's file has 2050 rows; 11 SMILES RDKit cannot parse"),
+    "clintox": partial(MoleculeNetTask, "clintox", "clintox.csv.gz", "smiles", ("FDA_APPROVED", "CT_TOX"),
+                       "load_clintox", "random", 1491,
+                       "DeepChem's file has 1484 rows; SMILES RDKit rejects (valence) or with '*' excluded"),
+}

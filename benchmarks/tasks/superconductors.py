@@ -23,6 +23,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -193,5 +194,6 @@ def grouped_kfold_splits(groups, *, n_splits: int = 5, seed: int) -> Iterator[Sp
         yield Split(f"fold_{k}", train, test, seed=seed)
 
 
-def tasks() -> list[SuperconductorTask]:
-    return [SuperconductorTask("3dsc_mp", grouped=True), SuperconductorTask("3dsc_mp_random", grouped=False)]
+#: task name -> factory (the registry builds only the task asked for)
+FACTORIES = {"3dsc_mp": partial(SuperconductorTask, "3dsc_mp", grouped=True),
+             "3dsc_mp_random": partial(SuperconductorTask, "3dsc_mp_random", grouped=False)}

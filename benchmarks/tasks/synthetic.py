@@ -83,5 +83,5 @@ class EMTAlloyTask(Task):
         return kfold_splits(len(data), seed=SPLIT_SEED)
 
 
-def tasks() -> list[EMTAlloyTask]:
-    return [EMTAlloyTask()]
+#: task name -> factory (the registry builds only the task asked for)
+FACTORIES = {EMTAlloyTask.name: EMTAlloyTask}

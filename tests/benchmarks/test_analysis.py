@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.analysis import best_depth, collapse, depth_errors, feature_jsd, jensen_shannon, normalized_errors
+from benchmarks.report.analysis import best_depth, collapse, depth_errors, feature_jsd, jensen_shannon, normalized_errors
 
 
 def test_normalized_errors_are_zero_at_the_best_depth_and_one_at_the_worst():

@@ -40,3 +40,14 @@ def test_download_checks_sha256(tmp_path):
     with pytest.raises(DataFormatError, match="sha256"):
         locate(DataFile("f/bad.csv", url=source.as_uri(), sha256="0" * 64), tmp_path / "data")
     assert not (tmp_path / "data" / "f" / "bad.csv").exists()
+
+
+def test_registry_builds_only_the_task_asked_for(monkeypatch):
+    import benchmarks.tasks as registry
+
+    def never():
+        raise AssertionError("another task was built")
+
+    monkeypatch.setattr(registry, "_FACTORIES", {**{n: never for n in registry.TASKS}, "aimd_li_diffusivity":
+                                                 registry._FACTORIES["aimd_li_diffusivity"]})
+    assert get_task("aimd_li_diffusivity").name == "aimd_li_diffusivity"

@@ -3,6 +3,7 @@ EMT alloy task (10 cells: 8 train / 2 test per fold; one epoch per fine-tune so 
 about a minute on a loaded 2-core CPU)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,14 +11,17 @@ import pytest
 from benchmarks.cli import main as bench_main
 from benchmarks.harness import efficiency
 from benchmarks.harness import finetune_run as ft
+from benchmarks.harness import subsets
+from benchmarks.harness.config import FinetuneOptions, RunConfig
 from benchmarks.harness.finetune import FineTuner
 from benchmarks.harness.results import iter_results, read_result, result_path
-from benchmarks.leaderboard import render
+from benchmarks.report.efficiency import make_figures
+from benchmarks.report.leaderboard import render
 from tests.benchmarks.test_leaderboard import write_published_leaderboard
 
 TASK = "synthetic_emt_alloys"
 N = 10
-TINY = dict(limit=N, max_epochs=1, patience=1, batch_size=8, progress=False)
+TINY = FinetuneOptions(max_epochs=1, patience=1, train_batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -71,26 +75,27 @@ def test_resume_skips_finished_folds(finetuned, monkeypatch):
         raise AssertionError("a finished fold was fitted again")
 
     monkeypatch.setattr(FineTuner, "fit", no_fit)
-    record = ft.run_finetune(TASK, "chgnet", folds=["fold_0"], results_dir=results, **TINY)
+    config = RunConfig(results_dir=results, limit=N, folds=["fold_0"], progress=False)
+    record = ft.run_finetune(TASK, "chgnet", config, options=TINY)
     assert record["folds"] == before and record["resumed_from"]["folds"] == ["fold_0"]
     # another recipe is another identity: the finished fold is not reused
     with pytest.raises(AssertionError, match="fitted again"):
-        ft.run_finetune(TASK, "chgnet", folds=["fold_0"], results_dir=results, **{**TINY, "max_epochs": 2})
+        ft.run_finetune(TASK, "chgnet", config, options=replace(TINY, max_epochs=2))
 
 
 def test_training_subset_is_deterministic_and_from_training_rows():
     train = np.arange(1000, 1900, 3)  # 300 training rows
-    a = ft.training_subset(train, 0.1, seed=4)
-    assert np.array_equal(a, ft.training_subset(train, 0.1, seed=4))
+    a = subsets.training_subset(train, 0.1, seed=4)
+    assert np.array_equal(a, subsets.training_subset(train, 0.1, seed=4))
     assert len(a) == 30 and set(a) <= set(train) and len(set(a)) == 30
-    assert not np.array_equal(a, ft.training_subset(train, 0.1, seed=5))
-    small, large = ft.training_subset(train, 0.01, seed=4), ft.training_subset(train, 0.5, seed=4)
-    assert len(small) == ft.MIN_SUBSET and set(small) <= set(a) <= set(large)  # nested for one seed
-    assert np.array_equal(ft.training_subset(train, 1.0, seed=None), train)
+    assert not np.array_equal(a, subsets.training_subset(train, 0.1, seed=5))
+    small, large = subsets.training_subset(train, 0.01, seed=4), subsets.training_subset(train, 0.5, seed=4)
+    assert len(small) == subsets.MIN_SUBSET and set(small) <= set(a) <= set(large)  # nested for one seed
+    assert np.array_equal(subsets.training_subset(train, 1.0, seed=None), train)
     with pytest.raises(ValueError):
-        ft.training_subset(train, 0.1, seed=None)
+        subsets.training_subset(train, 0.1, seed=None)
     test = np.arange(50)
-    assert np.array_equal(ft.test_subset(test, 20), ft.test_subset(test, 20)) and len(ft.test_subset(test, 20)) == 20
+    assert np.array_equal(subsets.test_subset(test, 20), subsets.test_subset(test, 20)) and len(subsets.test_subset(test, 20)) == 20
 
 
 def test_crossover_is_the_first_size_where_embeddings_stop_winning():
@@ -105,9 +110,11 @@ def test_crossover_is_the_first_size_where_embeddings_stop_winning():
 
 
 def test_efficiency_study_writes_runs_and_figures(tmp_path, cache):
-    report = efficiency.run_study(TASK, "chgnet", fractions=[0.5, 1.0], finetune_fractions=[0.5], subset_seeds=[0],
-                                  head="ridge", results_dir=tmp_path / "results", figures_dir=tmp_path / "figures",
-                                  cache_dir=cache, **TINY)
+    config = RunConfig(results_dir=tmp_path / "results", cache_dir=cache, limit=N, progress=False)
+    study = efficiency.StudyPlan(fractions=[0.5, 1.0], finetune_fractions=[0.5], subset_seeds=[0], head="ridge")
+    summary = efficiency.run_study(TASK, "chgnet", config, study=study, finetune=TINY)
+    report = make_figures(TASK, "chgnet", results_dir=tmp_path / "results", figures_dir=tmp_path / "figures")
+    assert summary["points"] == report["points"] and summary["crossover"] == report["crossover"]
     folder = tmp_path / "results" / TASK / "efficiency"
     names = sorted(p.name for p in folder.glob("*.json"))
     assert names == ["finetune__f0.5__s0.json", "frozen_ridge__f0.5__s0.json", "frozen_ridge__f1__s0.json"]
@@ -115,7 +122,7 @@ def test_efficiency_study_writes_runs_and_figures(tmp_path, cache):
     tuned = read_result(folder / "finetune__f0.5__s0.json")
     # both approaches saw the same training subset and the same test rows
     assert frozen["folds"][0]["train_ids"] == tuned["folds"][0]["train_ids"]
-    assert len(frozen["folds"][0]["train_ids"]) == ft.MIN_SUBSET and frozen["folds"][0]["ids"] == tuned["folds"][0]["ids"]
+    assert len(frozen["folds"][0]["train_ids"]) == subsets.MIN_SUBSET and frozen["folds"][0]["ids"] == tuned["folds"][0]["ids"]
     assert frozen["task"]["subset"]["subset_seed"] == 0 and frozen["status"] == "complete"
     assert report["points"]["frozen_ridge"][1.0]["n_train"] == N - 2
     assert report["crossover"]["compared"] == [0.5]

@@ -8,6 +8,7 @@ import pytest
 from benchmarks.cli import main as bench_main
 from benchmarks.harness import results as results_mod
 from benchmarks.harness import run as run_mod
+from benchmarks.harness.config import RunConfig
 from benchmarks.harness.results import ResultWriter, read_result, result_path
 from benchmarks.tasks import get_task
 from benchmarks.tasks.synthetic import emt_alloys
@@ -15,7 +16,11 @@ from hacknip_ase.heads import DepthSelector
 from hacknip_ase.heads.selection import as_sources
 
 N = 40  # generated cells: 8 per test fold
-RIDGE = dict(head="ridge", limit=N, progress=False)
+
+
+def small(results_dir, cache, **fields) -> RunConfig:
+    """The run configuration of these tests: N generated cells, no progress bars."""
+    return RunConfig(results_dir=results_dir, cache_dir=cache, limit=N, progress=False, **fields)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,7 @@ def test_synthetic_task_is_generated_deterministically():
 
 
 def test_run_writes_the_documented_schema(tmp_path, cache):
-    record = run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", "ridge", small(tmp_path, cache))
     path = result_path(tmp_path, "synthetic_emt_alloys", "chgnet", "ridge")
     assert read_result(path) == json.loads(json.dumps(record))
     assert record["status"] == "complete" and len(record["folds"]) == 5
@@ -81,7 +86,7 @@ def test_interrupted_run_keeps_finished_folds_and_resumes(tmp_path, cache, monke
 
     monkeypatch.setattr(DepthSelector, "fit", counting_fit)
     with pytest.raises(KeyboardInterrupt):
-        run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+        run_mod.run("synthetic_emt_alloys", "chgnet", "ridge", small(tmp_path, cache))
     path = result_path(tmp_path, "synthetic_emt_alloys", "chgnet", "ridge")
     partial = read_result(path)
     assert partial["status"] == "partial" and [f["name"] for f in partial["folds"]] == ["fold_0", "fold_1"]
@@ -89,7 +94,7 @@ def test_interrupted_run_keeps_finished_folds_and_resumes(tmp_path, cache, monke
     fits.clear()
     monkeypatch.setattr(DepthSelector, "fit", original)
     monkeypatch.setattr(DepthSelector, "fit", lambda self, X, y: (fits.append(len(y)), original(self, X, y))[1])
-    record = run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", "ridge", small(tmp_path, cache))
     assert len(fits) == 3  # only the three missing folds were fitted
     assert record["status"] == "complete" and [f["name"] for f in record["folds"]] == [f"fold_{k}" for k in range(5)]
     assert record["folds"][:2] == partial["folds"]
@@ -97,7 +102,7 @@ def test_interrupted_run_keeps_finished_folds_and_resumes(tmp_path, cache, monke
 
     # another identity (other seed) must not reuse those folds
     fits.clear()
-    run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, seed=1, **RIDGE)
+    run_mod.run("synthetic_emt_alloys", "chgnet", "ridge", small(tmp_path, cache, seed=1))
     assert len(fits) == 5
 
 
@@ -110,7 +115,7 @@ def test_selection_never_sees_test_rows(tmp_path, cache, monkeypatch):
         return original(self, X, y)
 
     monkeypatch.setattr(DepthSelector, "fit", spy)
-    run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    run_mod.run("synthetic_emt_alloys", "chgnet", "ridge", small(tmp_path, cache))
     task = get_task("synthetic_emt_alloys")
     data = task.load(n=N)
     X, present, _ = run_mod.embed(data, "chgnet", cache_dir=cache, progress=False)
@@ -146,14 +151,14 @@ def test_cli_run_and_quickstart_print_the_row(tmp_path, cache, capsys):
 def test_matbench_results_reload_with_the_same_mae(tmp_path, cache):
     from matbench.bench import MatbenchBenchmark
 
-    from benchmarks.leaderboard import render
+    from benchmarks.report.leaderboard import render
     from tests.benchmarks.test_leaderboard import write_published_leaderboard
     from tests.benchmarks.test_matbench import write_matbench_file
 
     data_dir = tmp_path / "data"
     write_matbench_file(data_dir, "matbench_jdft2d", 636, "exfoliation_en")
-    record = run_mod.run("matbench_jdft2d", "chgnet", "ridge", data_dir=data_dir, results_dir=tmp_path / "res",
-                         cache_dir=cache, progress=False)
+    record = run_mod.run("matbench_jdft2d", "chgnet", "ridge", RunConfig(data_dir=data_dir, results_dir=tmp_path / "res",
+                                                                         cache_dir=cache, progress=False))
     matbench_file = result_path(tmp_path / "res", "matbench_jdft2d", "chgnet", "ridge").with_name(
         record["matbench_results"])
     reloaded = MatbenchBenchmark.from_file(str(matbench_file))
@@ -202,8 +207,8 @@ def test_seeded_replicates_vary_the_head_seed(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(type(task), "seeded_replicates", True)
     monkeypatch.setattr(type(task), "splits", lambda self, data: iter(
         [Split(f"seed_{k}", same.train, same.test, seed=k) for k in range(3)]))
-    record = run_mod.run("synthetic_emt_alloys", "chgnet", "xgboost", results_dir=tmp_path, cache_dir=cache,
-                         limit=N, seed=7, progress=False, head_params={"n_estimators": 20})
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", "xgboost", small(tmp_path, cache, seed=7),
+                         head_params={"n_estimators": 20})
     assert [f["head_seed"] for f in record["folds"]] == [7, 8, 9]
     assert "per_split" in record["seeds"]
     preds = [tuple(np.round(f["y_pred"], 9)) for f in record["folds"]]
@@ -275,7 +280,7 @@ def test_tasks_that_select_on_valid_fit_train_and_valid_and_score_valid(tmp_path
         return original(self, X_fit, y)
 
     monkeypatch.setattr(DepthSelector, "fit", spy)
-    record = run_mod.run("synthetic_emt_alloys", "chgnet", results_dir=tmp_path, cache_dir=cache, **RIDGE)
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", "ridge", small(tmp_path, cache))
     for split, (fitted, held_out), fold in zip(splits, seen, record["folds"], strict=True):
         assert fitted == {X[i].tobytes() for i in np.r_[split.train, split.valid]}
         assert held_out == [{X[i].tobytes() for i in split.valid}]
@@ -293,8 +298,8 @@ def test_recipe_rows_record_every_choice_and_keep_their_own_file(tmp_path, cache
         recipe_for("auto", transform="log10")
     with pytest.raises(ValueError, match="unknown descriptor"):
         Recipe(descriptors=("magpie2",))
-    record = run_mod.run("synthetic_emt_alloys", "chgnet", limit=N, progress=False, results_dir=tmp_path,
-                         cache_dir=cache, folds=["fold_0"], recipe=recipe, head_params={"n_estimators": 30})
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", config=small(tmp_path, cache, folds=["fold_0"]), recipe=recipe,
+                         head_params={"n_estimators": 30})
     path = result_path(tmp_path, "synthetic_emt_alloys", "chgnet", recipe.label())
     assert path.exists() and read_result(path)["model"]["recipe"]["descriptors"] == ["composition"]
     (fold,) = record["folds"]
@@ -302,8 +307,7 @@ def test_recipe_rows_record_every_choice_and_keep_their_own_file(tmp_path, cache
     assert choices["transform"] in (None, "log10", "log1p") and choices["tuning"]["n_trials"] == 2
     assert "composition:0" in [c["label"] for c in fold["selection_curve"]]
     assert fold["seconds"]["cpu"] > 0
-    plain = run_mod.run("synthetic_emt_alloys", "composition", "ridge", limit=N, progress=False, results_dir=tmp_path,
-                        cache_dir=cache, folds=["fold_0"])
+    plain = run_mod.run("synthetic_emt_alloys", "composition", "ridge", small(tmp_path, cache, folds=["fold_0"]))
     assert plain["model"]["backbone"]["kind"] == "descriptors" and "recipe" not in plain["model"]
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from benchmarks.harness.results import ResultWriter, record_featurization, result_path
-from benchmarks.leaderboard import NOT_RUN_DATA, combined_scores, load_reference, render
+from benchmarks.report.leaderboard import NOT_RUN_DATA, render
+from benchmarks.report.matbench_board import combined_scores, load_reference
 
 OFFLINE = ["matbench_jdft2d", "matbench_phonons", "matbench_dielectric", "matbench_log_gvrh",
            "matbench_log_kvrh", "matbench_perovskites"]
@@ -151,7 +152,7 @@ def test_figures_are_written_and_linked(board):
 
 
 def test_representative_fold_is_closest_to_the_mean():
-    from benchmarks.figures import depth_curve, representative_fold
+    from benchmarks.report.figures import depth_curve, representative_fold
 
     record = {"task": {"metrics": ["mae"], "task_type": "regression"}, "summary": {"mae": {"mean": 2.2}},
               "folds": [{"name": n, "metrics": {"mae": v},

@@ -9,7 +9,8 @@ from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from benchmarks.tasks import get_task
-from benchmarks.tasks.matbench import _matbench_metadata, matbench_ids, write_matbench_results
+from benchmarks.harness.matbench_record import MatbenchRecord
+from benchmarks.tasks.matbench import matbench_ids
 from hacknip_ase.errors import DataFormatError
 
 
@@ -36,7 +37,9 @@ def jdft2d(tmp_path_factory):
 
 def test_ids_and_folds_are_matbench_official(jdft2d):
     task, data = jdft2d
-    official = _matbench_metadata()[1]["matbench_jdft2d"]
+    from matbench.metadata import mbv01_validation
+
+    official = mbv01_validation.splits["matbench_jdft2d"]
     assert data.ids[:2] == ["mb-jdft2d-001", "mb-jdft2d-002"]
     splits = list(task.splits(data))
     assert [s.name for s in splits] == list(official)
@@ -51,19 +54,22 @@ def test_id_width_follows_dataset_size():
     assert matbench_ids("dielectric", 4764)[-1] == "mb-dielectric-4764"
 
 
-def test_results_file_is_scored_by_matbench(jdft2d, tmp_path):
+def test_folds_are_recorded_and_scored_by_matbench(jdft2d, tmp_path):
     from matbench.bench import MatbenchBenchmark
 
     task, data = jdft2d
-    predictions, ours = {}, []
+    record, ours = MatbenchRecord({"matbench_jdft2d": data}), []
     for split in task.splits(data):
+        assert not record.complete
         y_pred = np.full(len(split.test), data.targets[split.train].mean())  # the dummy model
-        predictions[split.name] = y_pred
-        ours.append(task.score(data.targets[split.test], y_pred)["mae"])
-    path = write_matbench_results(tmp_path / "results.json.gz", {"matbench_jdft2d": predictions},
-                                  {"matbench_jdft2d": data})
+        ids = [data.ids[i] for i in split.test]
+        scores = record.record("matbench_jdft2d", split.name, ids[::-1], y_pred[::-1])  # any order, by id
+        ours.append(task.score(data.targets[split.test], y_pred))
+        assert scores["mae"] == ours[-1]["mae"] and scores["rmse"] == ours[-1]["rmse"]  # same scoring, bit for bit
+    assert record.complete
+    path = record.write(tmp_path / "results.json.gz")
     reloaded = MatbenchBenchmark.from_file(str(path))
-    assert reloaded.tasks_map["matbench_jdft2d"].scores["mae"]["mean"] == pytest.approx(np.mean(ours))
+    assert reloaded.tasks_map["matbench_jdft2d"].scores["mae"]["mean"] == pytest.approx(np.mean([s["mae"] for s in ours]))
 
 
 def test_truncated_file_is_rejected(tmp_path):
@@ -75,13 +81,14 @@ def test_truncated_file_is_rejected(tmp_path):
 def test_submission_folder_is_scored_by_matbench_to_our_mae(jdft2d, tmp_path, monkeypatch):
     from benchmarks.harness import results as results_mod
     from benchmarks.harness import run as run_mod
+    from benchmarks.harness.config import RunConfig
     from benchmarks.harness.submission import write_submission
 
     root = tmp_path / "data"
     write_matbench_file(root, "matbench_jdft2d", 636, "exfoliation_en")
     monkeypatch.setattr(results_mod, "git_info", lambda root=None: {"commit": "abc", "dirty": False})
-    run_mod.run("matbench_jdft2d", "composition", "ridge", data_dir=root, results_dir=tmp_path / "results",
-                cache_dir=tmp_path / "cache", progress=False)
+    run_mod.run("matbench_jdft2d", "composition", "ridge", RunConfig(data_dir=root, results_dir=tmp_path / "results",
+                                                                    cache_dir=tmp_path / "cache", progress=False))
     scores = write_submission(tmp_path / "sub", ["matbench_jdft2d"], "composition", "ridge",
                               results_dir=tmp_path / "results", data_dir=root, commands=["hacknip-bench run ..."])
     assert scores["matbench_jdft2d"]["matbench"] == pytest.approx(scores["matbench_jdft2d"]["ours"], rel=1e-9)

@@ -12,7 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 
-PLAN = Path(__file__).with_name("suites") / "finetune.toml"
+PLAN = Path(__file__).parents[1] / "suites" / "finetune.toml"
 
 
 def read_plan(path: str | os.PathLike = PLAN) -> dict:
@@ -34,7 +34,8 @@ def finetune_section(records, results_dir, out_dir, *, plan: str | os.PathLike =
     """Markdown lines of the fine-tuning section (empty when there is nothing to say)."""
     from tabulate import tabulate
 
-    from .harness.efficiency import fraction_label, summarize_study
+    from ..harness.efficiency import summarize_study
+    from ..harness.subsets import fraction_label
 
     spec = read_plan(plan)
     runs, reasons, cost_note, study_notes = spec["runs"], spec["not_run"], spec["cost_note"], spec["efficiency_not_run"]
@@ -111,7 +112,7 @@ def finetune_section(records, results_dir, out_dir, *, plan: str | os.PathLike =
 
 
 def _backbone_of(path: Path) -> str | None:
-    from .harness.results import read_result
+    from ..harness.results import read_result
 
     try:
         return read_result(path)["model"]["backbone"]["name"]

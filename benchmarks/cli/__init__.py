@@ -2,26 +2,27 @@
 
 ``tasks`` lists the tasks and their data; ``run`` runs one task x backbone x head; ``suite`` runs
 a suite file; ``leaderboard`` renders leaderboard/README.md and its figures from the result
-files; ``quickstart`` runs the whole pipeline on a small generated task and prints its row.
+files; ``quickstart`` runs the whole pipeline on a small generated task and prints its row;
+``finetune`` and ``efficiency`` (:mod:`.finetune`) run the fine-tuning baseline and the
+data-efficiency study.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 
 from hacknip_ase.choices import HEAD_NAMES, RELAX_RECIPES
 
-from .data import DATA_ENV, resolve_data_dir
-from .harness.recipe import CANDIDATES, DESCRIPTORS, PRESETS
+from ..data import DATA_ENV, resolve_data_dir
+from ..harness.recipe import CANDIDATES, DESCRIPTORS, PRESETS
+from .common import command_line, run_config
 
 
 def _tasks(args) -> int:
     from tabulate import tabulate
 
-    from .tasks import all_tasks
+    from ..tasks import all_tasks
 
     root = resolve_data_dir(args.data_dir)
     rows = []
@@ -54,33 +55,33 @@ def _head_params(pairs) -> dict:
     return params
 
 
-def _run_options(args) -> dict:
-    return {"data_dir": args.data_dir, "results_dir": args.results_dir, "cache_dir": args.cache_dir,
-            "seed": args.seed, "inner_cv": args.inner_cv, "holdout": args.holdout, "device": args.device,
-            "batch_size": args.batch_size, "progress": not args.quiet, "resume": not args.no_resume,
-            **({"relax": args.relax} if args.relax else {}),
-            "command": "hacknip-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+def _frozen_options(args, **fields):
+    from ..harness.config import FrozenOptions
+
+    return FrozenOptions(inner_cv=args.inner_cv, holdout=args.holdout,
+                         featurize_batch_size=args.featurize_batch_size, **fields)
 
 
 def _run(args) -> int:
-    from .harness.recipe import recipe_for
-    from .harness.run import run
-    from .leaderboard import format_row
+    from ..harness.recipe import recipe_for
+    from ..harness.run import run
+    from ..report.rows import format_row
 
     recipe = recipe_for(args.head, descriptors=tuple(args.features or ()), candidates=args.candidates,
                         transform=args.transform, tune_trials=args.tune, tune_cpu_budget=args.tune_cpu)
-    record = run(args.task, args.backbone, args.head, head_params=_head_params(args.head_param) or None,
-                 limit=args.limit, folds=args.fold, recipe=recipe, **_run_options(args))
+    record = run(args.task, args.backbone, args.head, run_config(args, seed=args.seed, limit=args.limit, folds=args.fold),
+                 recipe=recipe, head_params=_head_params(args.head_param) or None,
+                 options=_frozen_options(args, **({"relax": args.relax} if args.relax else {})))
     print(format_row(record))
     return 0
 
 
 def _suite(args) -> int:
-    from .harness.suite import read_suite, run_suite
+    from ..harness.suite import read_suite, run_suite
 
     suite = read_suite(args.file)
-    summaries = run_suite(suite, tasks=args.task, backbones=args.backbone, heads=args.head,
-                          keep_going=not args.fail_fast, **_run_options(args))
+    summaries = run_suite(suite, run_config(args, seed=args.seed), _frozen_options(args), relax=args.relax,
+                          tasks=args.task, backbones=args.backbone, heads=args.head, keep_going=not args.fail_fast)
     failed = 0
     for s in summaries:
         spec = s["run"]
@@ -94,9 +95,9 @@ def _featurize(args) -> int:
     """Featurize whole tasks into the cache and record the cold featurization time."""
     from hacknip_ase.backbones import get_backbone
 
-    from .harness.results import record_featurization
-    from .harness.run import embed, load_task
-    from .tasks import get_task
+    from ..harness.results import record_featurization
+    from ..harness.run import embed, load_task
+    from ..tasks import get_task
 
     for backbone in args.backbone:
         nip = get_backbone(backbone, device=args.device)
@@ -105,8 +106,8 @@ def _featurize(args) -> int:
             data = load_task(task, nip, data_dir=args.data_dir, relax=args.relax or "backbone",
                              progress=not args.quiet)
             start = time.perf_counter()
-            X, present, meta = embed(data, nip, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                                     progress=not args.quiet)
+            X, present, meta = embed(data, nip, cache_dir=args.cache_dir,
+                                     featurize_batch_size=args.featurize_batch_size, progress=not args.quiet)
             seconds = time.perf_counter() - start
             n = len(data.molecules) if data.molecules else len(data)
             record_featurization(args.results_dir, name, backbone, n=n, seconds=seconds, skipped=len(meta["skipped"]))
@@ -115,7 +116,7 @@ def _featurize(args) -> int:
 
 
 def _leaderboard(args) -> int:
-    from .leaderboard import render
+    from ..report.leaderboard import render
 
     out = render(args.results_dir, args.out, data_dir=args.data_dir, suite=args.suite,
                  figures=not args.no_figures)
@@ -127,17 +128,18 @@ def _quickstart(args) -> int:
     """The whole pipeline on the generated EMT alloy task; prints its leaderboard row."""
     import tempfile
 
-    from .harness.run import run
-    from .leaderboard import format_row
+    from ..harness.config import RunConfig
+    from ..harness.run import run
+    from ..report.rows import format_row
 
     start = time.perf_counter()
     results = args.results_dir or tempfile.mkdtemp(prefix="hacknip-quickstart-")
     print(f"quickstart: {args.n} generated EMT alloy cells -> {args.backbone} embeddings (all depths) -> "
           f"depth chosen by inner CV on each training fold -> {args.head} head, 5 folds", flush=True)
-    record = run("synthetic_emt_alloys", args.backbone, args.head, limit=args.n, results_dir=results,
-                 cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, resume=False,
-                 head_params={"n_estimators": 200} if args.head == "xgboost" else None,
-                 command="hacknip-bench quickstart")
+    config = RunConfig(limit=args.n, results_dir=results, cache_dir=args.cache_dir, device=args.device,
+                       progress=not args.quiet, resume=False, command="hacknip-bench quickstart")
+    record = run("synthetic_emt_alloys", args.backbone, args.head, config,
+                 head_params={"n_estimators": 200} if args.head == "xgboost" else None)
     print(format_row(record))
     print(f"result file: {results}/synthetic_emt_alloys/{args.backbone}__{args.head}.json "
           f"({time.perf_counter() - start:.0f} s in all)")
@@ -147,7 +149,7 @@ def _quickstart(args) -> int:
 def _export_heads(args) -> int:
     from hacknip_ase.pretrained import describe
 
-    from .harness.export import export_heads
+    from ..harness.export import export_heads
 
     export_heads(args.out, args.backbone, tasks=args.task, results_dir=args.results_dir, data_dir=args.data_dir,
                  cache_dir=args.cache_dir, progress=not args.quiet)
@@ -156,14 +158,14 @@ def _export_heads(args) -> int:
 
 
 def _submission(args) -> int:
-    from .harness.recipe import PRESETS
-    from .harness.submission import write_submission
-    from .tasks.matbench import OFFLINE_TASKS
+    from ..harness.recipe import PRESETS
+    from ..harness.submission import write_submission
+    from ..tasks.matbench import OFFLINE_TASKS
 
     tasks = args.task or list(OFFLINE_TASKS)
     preset = args.head in PRESETS
     commands = [f"hacknip-bench run --task {t} --backbone {args.backbone} --head {args.head}" for t in tasks]
-    commands.append("hacknip-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    commands.append(command_line())
     scores = write_submission(
         args.out, tasks, args.backbone, args.head, results_dir=args.results_dir, data_dir=args.data_dir,
         algorithm=f"hacknip-{args.head} ({args.backbone})" if preset else None,
@@ -176,7 +178,7 @@ def _submission(args) -> int:
 
 
 def _algorithm_long(backbone: str, head: str) -> str:
-    from .harness.recipe import recipe_for
+    from ..harness.recipe import recipe_for
 
     recipe = recipe_for(head)
     extra = f" plus {', '.join(recipe.descriptors)} descriptors (matminer)" if recipe.descriptors else ""
@@ -189,7 +191,7 @@ def _algorithm_long(backbone: str, head: str) -> str:
 
 
 def _analyze(args) -> int:
-    from .analysis import analyze_depth
+    from ..report.analysis import analyze_depth
 
     summary = analyze_depth(args.results_dir, args.out, data_dir=args.data_dir, backbones=args.backbone,
                             umap_max=args.umap_max, jsd_structures=args.jsd_structures, bins=args.bins,
@@ -217,10 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--inner-cv", type=int, default=None, help="inner folds for depth selection (default: by size)")
         p.add_argument("--holdout", type=float, default=None, help="select depth on one hold-out fraction instead")
         p.add_argument("--device", default="cpu")
-        p.add_argument("--batch-size", type=int, default=32)
+        featurize_batch_argument(p)
         p.add_argument("--no-resume", action="store_true", help="redo finished folds of an existing result file")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
         relax_argument(p)
+
+    def featurize_batch_argument(p):
+        p.add_argument("--featurize-batch-size", "--batch-size", dest="featurize_batch_size", type=int, default=32,
+                       metavar="N", help="structures per featurization batch (--batch-size: the same option)")
 
     def relax_argument(p):
         p.add_argument("--relax", choices=RELAX_RECIPES, default=None,
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     feat.add_argument("--results-dir", default="leaderboard/results")
     feat.add_argument("--cache-dir", default=None)
     feat.add_argument("--device", default="cpu")
-    feat.add_argument("--batch-size", type=int, default=32)
+    featurize_batch_argument(feat)
     feat.add_argument("--quiet", "-q", action="store_true")
     relax_argument(feat)
     feat.set_defaults(run=_featurize)
@@ -317,13 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     quick.add_argument("--quiet", "-q", action="store_true")
     quick.set_defaults(run=_quickstart)
 
-    # `finetune` and `efficiency`: the fine-tuning baseline, defined in harness/finetune_run.py
-    from .harness.finetune_run import add_commands as add_finetune_commands
+    # `finetune` and `efficiency`: the fine-tuning baseline and the data-efficiency study
+    from .finetune import add_commands as add_finetune_commands
 
     add_finetune_commands(commands)
     args = parser.parse_args(argv)
     return run_command(f"hacknip-bench {args.command}", args.run, args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
