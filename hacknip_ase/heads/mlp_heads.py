@@ -9,6 +9,19 @@ from .base import ClassifierHead, Head, RegressorHead, safe_head, sigmoid
 
 
 class _MLP:
+    # the parameters both heads share; each head's signature gives its defaults (sklearn reads it)
+    def __init__(self, hidden_layer_sizes, alpha, batch_size, learning_rate_init, max_iter, early_stopping,
+                 validation_fraction, n_iter_no_change, random_state):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+
     def _train(self, Xs, target, classifier: bool):
         from sklearn.neural_network import MLPClassifier, MLPRegressor
 
@@ -55,15 +68,8 @@ class MLPHead(_MLP, RegressorHead):
                  learning_rate_init: float = 1e-3, max_iter: int = 1000, early_stopping: bool = True,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 30, random_state: int = 0,
                  target_transform: str | None = None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate_init = learning_rate_init
-        self.max_iter = max_iter
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.random_state = random_state
+        super().__init__(hidden_layer_sizes, alpha, batch_size, learning_rate_init, max_iter, early_stopping,
+                         validation_fraction, n_iter_no_change, random_state)
         self.target_transform = target_transform
 
     def _fit(self, Xs, z):
@@ -89,15 +95,8 @@ class MLPClassifierHead(_MLP, ClassifierHead):
     def __init__(self, hidden_layer_sizes=(128, 64), alpha: float = 1e-3, batch_size: int | str = "auto",
                  learning_rate_init: float = 1e-3, max_iter: int = 500, early_stopping: bool = False,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 30, random_state: int = 0):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate_init = learning_rate_init
-        self.max_iter = max_iter
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.random_state = random_state
+        super().__init__(hidden_layer_sizes, alpha, batch_size, learning_rate_init, max_iter, early_stopping,
+                         validation_fraction, n_iter_no_change, random_state)
 
     def _fit(self, Xs, yb):
         self._train(Xs, yb, classifier=True)

@@ -25,7 +25,7 @@ def modnet_layers(depth: int, width: int) -> tuple[list[int], list[int], list[in
 class _MODNet:
     _array_attrs = Head._array_attrs + ("feature_indices_", "mm_scale_", "mm_min_")
 
-    # the classifier's parameters; the regressor adds target_transform
+    # the parameters and defaults both heads share (the classifier's own); the regressor adds target_transform
     def __init__(self, n_features: int = 64, depth: int = 2, width: int = 128, learning_rate: float = 1e-3,
                  batch_size: int = 32, epochs: int = 300, validation_fraction: float = 0.1, patience: int = 30,
                  activation: str = "relu", cross_nmi: str = "gaussian",

@@ -10,6 +10,19 @@ from .base import ClassifierHead, RegressorHead, safe_head
 class _XGBoost:
     _keeps_nan = True  # xgboost learns a default direction for missing values at every split
 
+    # the parameters both heads share; each head's signature gives its defaults (sklearn reads it)
+    def __init__(self, n_estimators, learning_rate, max_depth, subsample, colsample_bytree, min_child_weight,
+                 reg_lambda, random_state, n_jobs):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
     def _train(self, Xs, target, objective):
         import xgboost as xgb
 
@@ -53,16 +66,9 @@ class XGBoostHead(_XGBoost, RegressorHead):
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, random_state: int = 0, n_jobs: int = 1,
                  target_transform: str | None = None, objective: str = "reg:squarederror"):
+        super().__init__(n_estimators, learning_rate, max_depth, subsample, colsample_bytree, min_child_weight,
+                         reg_lambda, random_state, n_jobs)
         self.objective = objective
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_depth = max_depth
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.min_child_weight = min_child_weight
-        self.reg_lambda = reg_lambda
-        self.random_state = random_state
-        self.n_jobs = n_jobs
         self.target_transform = target_transform
 
     def _fit(self, Xs, z):
@@ -81,15 +87,8 @@ class XGBoostClassifierHead(_XGBoost, ClassifierHead):
     def __init__(self, n_estimators: int = 300, learning_rate: float = 0.05, max_depth: int = 4,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, random_state: int = 0, n_jobs: int = 1):
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_depth = max_depth
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.min_child_weight = min_child_weight
-        self.reg_lambda = reg_lambda
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        super().__init__(n_estimators, learning_rate, max_depth, subsample, colsample_bytree, min_child_weight,
+                         reg_lambda, random_state, n_jobs)
 
     def _fit(self, Xs, yb):
         self._train(Xs, yb, "binary:logistic")
