@@ -144,7 +144,7 @@ class EmbeddingCalculator(Calculator):
         from .physics import PHYSICS_COLUMNS, compute_physics
 
         result = compute_physics([self.atoms], self.backbone, self.physics_settings, self._references)[0]
-        values = dict(zip(PHYSICS_COLUMNS, result.values.tolist(), strict=True))
+        values = result.as_dict()
         values["elastic_tensor"] = result.elastic_tensor if result.elastic_tensor is not None else np.full((6, 6), np.nan)
         reasons = dict(zip(PHYSICS_COLUMNS, result.reasons, strict=True))
         reasons["elastic_tensor"] = reasons["elastic_c11"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .estimators import standardization
+from .standardization import standardization
 
 _CHUNK = 2048
 

@@ -1,35 +1,29 @@
-"""A trained predictor: head + chosen depth(s) + backbone identity, saved to one safe file.
-
-File format (a zip): ``predictor.json`` (all metadata: backbone name/model/weights sha256,
-depths, head class and parameters, target name/units/transform, training-set size, seeds,
-package versions, selection curve), ``arrays.npz`` (scalers, linear/MLP/MODNet weights, the
-applicability-domain reference set; read with ``allow_pickle=False``) and ``blobs/`` (the
-XGBoost booster in XGBoost's JSON format). Heads that are not one of ours are pickled and
-then only load with ``trust=True``.
-"""
+"""A trained predictor: head + chosen depth(s) + backbone identity, saved to one safe file
+(:mod:`.predictor_file`)."""
 
 from __future__ import annotations
 
-import io
-import json
-import pickle
-import zipfile
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.base import clone
 
-from ..cache import atomic_output
-from ..errors import PredictorFileError, PredictorMismatchError, UntrustedPredictorError
+from ..errors import PredictorMismatchError
 from ..provenance import package_versions
-from . import transforms
 from .domain import DomainDistance
-from .estimators import SAFE_HEADS, make_head
-from .selection import (DepthSelector, as_sources, candidate_label, cv_label, inner_splitter, normalize_candidate,
-                        score_on_splits, selection_scheme, summarize_scores, take_depths)
+from .feature_sources import build_sources, embed, pbc_kind
+from .predictor_file import FORMAT, FORMAT_VERSION, read_predictor_file, reading, write_predictor_file
+from .selection import (
+    DepthSelector,
+    as_sources,
+    candidate_label,
+    cv_label,
+    inner_splitter,
+    normalize_candidate,
+    selection_scheme,
+    take_depths,
+)
+from .stages import choose_transform, initial_head, tune_head
 
-FORMAT = "hacknip-ase predictor"
-FORMAT_VERSION = 1
 _IDENTITY_FIELDS = ("name", "model", "weights_sha256", "n_depths", "dim")
 _VERSIONED = ("hacknip-ase", "numpy", "scikit-learn", "xgboost-cpu", "tensorflow-cpu", "modnet", "ase", "torch",
               "optuna")
@@ -134,7 +128,7 @@ class Predictor:
             y = y.astype(float) if y.dtype == bool else y
             if transform is not None:
                 raise ValueError("target transforms apply to regression only")
-        estimator = cls._make_head(head, task, None if auto_transform else transform, head_params, random_state)
+        estimator = initial_head(head, task, None if auto_transform else transform, head_params, random_state)
         names = [_info_dict(i)["name"] for i in infos]
         if isinstance(cv, str) and cv == "auto":
             scheme = selection_scheme(len(y), head if isinstance(head, str) else None, holdout=validation_fraction)
@@ -166,12 +160,12 @@ class Predictor:
             best_entry = None
         features = take_depths(sources, chosen)
         if auto_transform:
-            record, estimator, held_out = cls._choose_transform(estimator, features, y, splitter, scoring,
-                                                                best_entry, held_out)
+            record, estimator, held_out = choose_transform(estimator, features, y, splitter, scoring,
+                                                           best_entry, held_out)
             selection = dict(selection or {"scoring": scoring, **scheme, "random_state": random_state},
                              transform=record)
         if tune_trials:
-            fitted, tuning = cls._tune(estimator, task, features, y, splitter, scoring, tune_trials, tune_patience,
+            fitted, tuning = tune_head(estimator, task, features, y, splitter, scoring, tune_trials, tune_patience,
                                        tune_cpu_budget, random_state)
             selection = dict(selection or {"scoring": scoring, **scheme, "random_state": random_state},
                              tuning=tuning)
@@ -186,63 +180,6 @@ class Predictor:
                    domain=DomainDistance(max_reference=domain_max_reference, random_state=random_state).fit(features),
                    n_train=len(y), seeds=seeds, selection=selection)
 
-    @staticmethod
-    def _choose_transform(estimator, features, y, splitter, scoring, untransformed_entry, untransformed_held_out):
-        """Stage 2: the target transform with the best inner score on the chosen features."""
-        if "target_transform" not in estimator.get_params():
-            raise ValueError(f"{type(estimator).__name__} takes no target_transform")
-        entries, held = [], []
-        for name in transforms.candidates(y):
-            if name is None and untransformed_entry is not None:  # already scored on these splits
-                entry = {k: untransformed_entry[k] for k in ("score", "std", "fold_scores")}
-                predictions = untransformed_held_out
-            else:
-                scores, predictions = score_on_splits(clone(estimator).set_params(target_transform=name), features,
-                                                      y, splitter, scoring)
-                entry = summarize_scores(scores)
-            entries.append({"transform": name, **entry})
-            held.append(predictions)
-        best = max(range(len(entries)), key=lambda k: entries[k]["score"])  # first of equals: no transform
-        chosen = entries[best]["transform"]
-        return ({"candidates": entries, "chosen": chosen}, clone(estimator).set_params(target_transform=chosen),
-                held[best])
-
-    @staticmethod
-    def _tune(estimator, task, features, y, splitter, scoring, n_trials, patience, cpu_budget, random_state):
-        """Stage 3: the head's hyperparameters, searched on training data only."""
-        if isinstance(estimator, (SAFE_HEADS["XGBoostHead"], SAFE_HEADS["XGBoostClassifierHead"])):
-            from .tuning import tune_xgboost
-
-            return tune_xgboost(features, y, splitter, base=estimator, scoring=scoring, n_trials=n_trials,
-                                patience=patience or 15, cpu_budget=cpu_budget, random_state=random_state)
-        if task == "regression" and isinstance(estimator, SAFE_HEADS["MODNetHead"]):
-            from .tuning import tune_modnet
-
-            fitted, study = tune_modnet(features, y, n_trials=n_trials, patience=patience or 10, base=estimator,
-                                        random_state=random_state)
-            return fitted, {"space": "modnet", "best_params": study.best_params, "n_trials": len(study.trials),
-                            "best_value": study.best_value}
-        raise ValueError("tune_trials needs the xgboost head or the modnet regression head")
-
-    @staticmethod
-    def _make_head(head, task, transform, params, random_state):
-        if isinstance(head, str):
-            from .estimators import HEADS
-
-            cls = HEADS.get(head, (None, None))[task == "classification"]
-            params = dict(params or {})
-            if cls is not None and "random_state" in cls().get_params():
-                params.setdefault("random_state", random_state)
-            if transform is not None:
-                params["target_transform"] = transforms.canonical(transform)
-            return make_head(head, task, **params)
-        if params:
-            raise ValueError("head_params only applies to a head given by name")
-        if transform is not None:
-            if "target_transform" not in head.get_params():
-                raise ValueError(f"{type(head).__name__} takes no target_transform")
-            head = head.set_params(target_transform=transforms.canonical(transform))
-        return head
 
     @classmethod
     def fit_structures(cls, structures, targets, *, backbone="chgnet", batch_size: int = 32,
@@ -256,7 +193,7 @@ class Predictor:
         a depth plus composition, and everything; ``transform="auto"`` and ``tune_trials`` add
         the other choices (see :meth:`fit`). ``backbone_options`` go to NIP backbones.
         """
-        backbones = _built(backbone, backbone_options)
+        backbones = build_sources(backbone, backbone_options)
         structures = list(structures)
         X = [embed(b, structures, batch_size) for b in backbones]
         predictor = cls.fit(X if len(X) > 1 else X[0], targets, backbone=[_info_dict(b) for b in backbones],
@@ -309,7 +246,7 @@ class Predictor:
         elif len(self.backbones) > 1 and not isinstance(backbone, (list, tuple)):
             # one built NIP given: the descriptor sources are computed here (physics with that NIP)
             backbone = [backbone if not _is_descriptor(r) else r for r in self.backbones]
-        backbones = _built(backbone, None)
+        backbones = build_sources(backbone, None)
         if len(backbones) != len(self.backbones):
             raise PredictorMismatchError(f"predictor needs {self.backbone_label}")
         for b in backbones:
@@ -393,7 +330,7 @@ class Predictor:
                              "pass atoms=")
         if not hasattr(self, "_descriptor_sources"):  # built once: matminer loads its tables per featurizer
             records = [r for r in self.backbones if _is_descriptor(r)]
-            built = _built(([backbone] if backbone is not None else []) + records, None)[-len(records):]
+            built = build_sources(([backbone] if backbone is not None else []) + records, None)[-len(records):]
             self._descriptor_sources = {r["name"]: source for r, source in zip(records, built, strict=True)}
         nip = np.asarray(embeddings)
         return [self._descriptor_sources[r["name"]].embed([atoms]) if _is_descriptor(r) else nip
@@ -412,33 +349,8 @@ class Predictor:
         }
 
     def save(self, path) -> None:
-        """Write the predictor to one file (see the module docstring for the format)."""
-        meta = self.metadata()
-        arrays: dict[str, np.ndarray] = {}
-        blobs: dict[str, bytes] = {}
-        params = self.head.get_params(deep=False)
-        safe = type(self.head).__name__ in SAFE_HEADS and type(self.head) is SAFE_HEADS[type(self.head).__name__]
-        try:
-            json.dumps(params)
-        except TypeError:
-            safe = False
-        if safe:
-            head_meta, head_arrays, blobs = self.head.get_state()
-            arrays.update({f"head/{k}": v for k, v in head_arrays.items()})
-            meta["head"] = {"class": type(self.head).__name__, "params": params, "state": head_meta, "pickled": False}
-        else:
-            blobs = {"head.pkl": pickle.dumps(self.head)}
-            meta["head"] = {"class": f"{type(self.head).__module__}.{type(self.head).__qualname__}", "pickled": True}
-        domain_meta, domain_arrays = self.domain.get_state()
-        meta["domain"] = domain_meta
-        arrays.update({f"domain/{k}": v for k, v in domain_arrays.items()})
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
-            bundle.writestr("predictor.json", json.dumps(meta, indent=1))
-            bundle.writestr("arrays.npz", buffer.getvalue())
-            for key, blob in blobs.items():
-                bundle.writestr(f"blobs/{key}", blob)
+        """Write the predictor to one file (see :mod:`.predictor_file` for the format)."""
+        write_predictor_file(path, self.metadata(), self.head, self.domain)
 
     def __repr__(self) -> str:
         return (f"Predictor({self.target_name!r} [{self.units}], {type(self.head).__name__} on "
@@ -451,102 +363,9 @@ def load_predictor(path, *, trust: bool = False) -> Predictor:
     A file that is not a whole predictor (damaged, truncated, of another format) raises
     :class:`~hacknip_ase.errors.PredictorFileError` naming the file and what is wrong.
     """
-    try:
-        return _load(path, trust)
-    except (PredictorMismatchError, UntrustedPredictorError):
-        raise
-    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, EOFError, zipfile.BadZipFile) as exc:
-        raise PredictorFileError(f"{path} is not a readable hacknip-ase predictor file: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-
-
-def _load(path, trust: bool) -> Predictor:
-    try:
-        bundle = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PredictorFileError(f"{path} is not a hacknip-ase predictor file: {exc}") from exc
-    with bundle:
-        try:
-            meta = json.loads(bundle.read("predictor.json"))
-        except (KeyError, ValueError) as exc:
-            raise PredictorFileError(f"{path} is not a hacknip-ase predictor file: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            version = meta.get("format_version") if isinstance(meta, dict) else None
-            raise PredictorFileError(f"{path}: unsupported predictor format {found!r} version {version}")
-        with np.load(io.BytesIO(bundle.read("arrays.npz")), allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-        blobs = {name[len("blobs/"):]: bundle.read(name) for name in bundle.namelist() if name.startswith("blobs/")}
-    spec = meta["head"]
-    if spec["pickled"]:
-        if not trust:
-            raise UntrustedPredictorError(
-                f"{path} holds a pickled head ({spec['class']}); unpickling can run arbitrary code. "
-                "Load it with load_predictor(path, trust=True) only if you trust its source.")
-        head = pickle.loads(blobs["head.pkl"])
-    else:
-        cls = SAFE_HEADS.get(spec["class"])
-        if cls is None:
-            raise PredictorFileError(f"{path}: unknown head class {spec['class']!r}")
-        head = cls.from_state(spec["params"], spec["state"],
-                              {k[len("head/"):]: v for k, v in arrays.items() if k.startswith("head/")}, blobs)
-    domain = DomainDistance.from_state(meta["domain"], {k[len("domain/"):]: v for k, v in arrays.items()
-                                                        if k.startswith("domain/")})
-    return Predictor(head, [tuple(p) for p in meta["depths"]], meta["backbones"], target_name=meta["target_name"],
-                     units=meta["units"], task=meta["task"], domain=domain, n_train=meta["n_train"],
-                     seeds=meta["seeds"], selection=meta["selection"], versions=meta["versions"],
-                     inputs=meta.get("inputs"), training_pbc=meta.get("training_pbc"))
-
-
-def pbc_kind(structures) -> str | None:
-    """"all", "none" or "mixed": whether the structures are fully periodic (None if there are none)."""
-    from ..structures import as_atoms
-
-    periodic = {bool(as_atoms(s).pbc.all()) for s in structures}
-    if not periodic:
-        return None
-    return "mixed" if len(periodic) == 2 else ("all" if periodic == {True} else "none")
-
-
-def _built(backbone, options) -> list:
-    """Built feature sources, in order: NIP backbones (names, (name, options), Backbone) and
-    descriptor sources (names, identity records or built sources; physics simulates with the
-    first NIP in the list, or builds the one its record names)."""
-    from ..backbones import Backbone, get_backbone
-    from ..sources import NAMES, build_source, is_source
-
-    items = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
-    built: list = [None] * len(items)
-    for k, item in enumerate(items):  # NIPs first: a physics source simulates with one of them
-        if isinstance(item, Backbone):
-            built[k] = item
-        elif isinstance(item, tuple):  # (name, options)
-            built[k] = get_backbone(item[0], **item[1])
-        elif isinstance(item, str) and item not in NAMES:
-            built[k] = get_backbone(item, **(options or {}))
-    nip = next((b for b in built if b is not None), None)
-    for k, item in enumerate(items):
-        if built[k] is not None:
-            continue
-        if is_source(item):
-            built[k] = item
-        elif isinstance(item, dict):  # a saved descriptor record
-            built[k] = build_source(item["name"], backbone=nip, model=item.get("model"))
-        else:
-            built[k] = build_source(item, backbone=nip)
-    return built
-
-
-def embed(backbone, structures, batch_size: int = 32) -> np.ndarray:
-    """(n, n_depths, dim) mean-pooled embeddings through the featurization engine and its cache
-    (a descriptor source: its own (n, 1, dim) vectors, cached the same way)."""
-    from ..featurize import featurize
-
-    structures = list(structures)
-    if not structures:
-        raise ValueError("no structures given")
-    from ..sources import is_source
-
-    if is_source(backbone):
-        return backbone.embed(structures)
-    return featurize(structures, backbone, batch_size=batch_size, progress=False).embeddings
+    with reading(path):
+        meta, head, domain = read_predictor_file(path, trust)
+        return Predictor(head, [tuple(p) for p in meta["depths"]], meta["backbones"], target_name=meta["target_name"],
+                         units=meta["units"], task=meta["task"], domain=domain, n_train=meta["n_train"],
+                         seeds=meta["seeds"], selection=meta["selection"], versions=meta["versions"],
+                         inputs=meta.get("inputs"), training_pbc=meta.get("training_pbc"))

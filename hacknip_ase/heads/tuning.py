@@ -25,7 +25,9 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
-from .estimators import XGBOOST_OBJECTIVES, MODNetHead
+from .modnet_heads import MODNetHead
+from .selection import score_on_splits
+from .xgboost_heads import XGBOOST_OBJECTIVES
 
 BATCH_SIZES = (16, 32, 128)
 
@@ -118,8 +120,6 @@ def tune_xgboost(X, y, splitter, *, base, scoring: str = "neg_mean_absolute_erro
     the best on all of them. Returns ``(head, record)``; ``record`` holds the best parameters, the
     trials run, the CPU seconds spent and whether the budget stopped the search."""
     import optuna
-
-    from .selection import score_on_splits
 
     X = np.asarray(X, dtype=float)
     y = np.asarray(y)

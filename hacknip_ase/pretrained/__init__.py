@@ -2,7 +2,7 @@
 
 ``EmbeddingCalculator(heads="matbench")`` attaches every shipped head of the calculator's
 backbone; a list of names attaches some. Each head is a safe predictor file
-(:mod:`hacknip_ase.heads.predictor`, no pickle) in ``heads/`` beside this module, listed in
+(:mod:`hacknip_ase.heads.predictor_file`, no pickle) in ``heads/`` beside this module, listed in
 ``heads/index.json`` with its provenance: dataset and version, rows, head, cross-validated
 error on the benchmark's own folds (the leaderboard's figure), units, transform and the
 backbone's weights sha256. The files are rebuilt by ``hacknip-bench export-heads``.

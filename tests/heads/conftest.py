@@ -48,7 +48,7 @@ def chgnet():
 @pytest.fixture(scope="session")
 def embeddings(alloys, chgnet):
     """(160, 5, 64) CHGNet embeddings of the alloys, computed once per session."""
-    from hacknip_ase.heads.predictor import embed
+    from hacknip_ase.heads.feature_sources import embed
 
     return embed(chgnet, alloys[0], batch_size=80)
 

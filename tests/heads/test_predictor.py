@@ -152,7 +152,7 @@ def test_a_structure_of_a_periodicity_never_trained_on_is_out_of_domain(embeddin
     from ase.build import bulk, molecule
 
     from hacknip_ase import EmbeddingCalculator
-    from hacknip_ase.heads.predictor import pbc_kind
+    from hacknip_ase.heads.feature_sources import pbc_kind
 
     assert pbc_kind([bulk("Si"), bulk("Cu")]) == "all" and pbc_kind([molecule("H2O")]) == "none"
     assert pbc_kind([bulk("Si"), molecule("H2O")]) == "mixed"

@@ -12,6 +12,7 @@ from hacknip_ase import EmbeddingCalculator
 from hacknip_ase.composition import CompositionSource, columns
 from hacknip_ase.heads import Predictor, load_predictor
 from hacknip_ase.heads import estimators as est
+from hacknip_ase.heads.base import RegressorHead
 from hacknip_ase.heads import transforms
 from hacknip_ase.heads.tuning import tune_xgboost
 
@@ -51,13 +52,13 @@ def test_transform_candidates_follow_the_training_targets():
 def _spy_on_fits(monkeypatch):
     """Record the targets of every regression head fit (selection, transform, tuning, refit)."""
     seen = []
-    original = est._RegressorHead.fit
+    original = RegressorHead.fit
 
     def spy(self, X, y):
         seen.append(np.asarray(y, dtype=float).copy())
         return original(self, X, y)
 
-    monkeypatch.setattr(est._RegressorHead, "fit", spy)
+    monkeypatch.setattr(RegressorHead, "fit", spy)
     return seen
 
 
