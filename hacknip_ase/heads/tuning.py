@@ -100,18 +100,20 @@ class StopAfterCPU:
             study.stop()
 
 
-def suggest_xgboost_params(trial) -> dict:
-    """One point of the XGBoost search space (see the module docstring)."""
-    return {
-        "n_estimators": trial.suggest_int("n_estimators", 200, 1000, log=True),
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        "max_depth": trial.suggest_int("max_depth", 3, 7),
-        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.2, 0.9),
-        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 20.0, log=True),
-        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-        "objective": trial.suggest_categorical("objective", list(XGBOOST_OBJECTIVES)),
+def suggest_xgboost_params(trial, names=None) -> dict:
+    """One point of the XGBoost search space (see the module docstring), restricted to ``names``
+    (the parameters the head has: a classifier has no regression ``objective``)."""
+    space = {
+        "n_estimators": lambda: trial.suggest_int("n_estimators", 200, 1000, log=True),
+        "learning_rate": lambda: trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "max_depth": lambda: trial.suggest_int("max_depth", 3, 7),
+        "subsample": lambda: trial.suggest_float("subsample", 0.5, 1.0),
+        "colsample_bytree": lambda: trial.suggest_float("colsample_bytree", 0.2, 0.9),
+        "min_child_weight": lambda: trial.suggest_float("min_child_weight", 1.0, 20.0, log=True),
+        "reg_lambda": lambda: trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+        "objective": lambda: trial.suggest_categorical("objective", list(XGBOOST_OBJECTIVES)),
     }
+    return {name: suggest() for name, suggest in space.items() if names is None or name in names}
 
 
 def tune_xgboost(X, y, splitter, *, base, scoring: str = "neg_mean_absolute_error", n_trials: int = 40,
@@ -127,7 +129,7 @@ def tune_xgboost(X, y, splitter, *, base, scoring: str = "neg_mean_absolute_erro
     defaults = {k: v for k, v in base.get_params().items() if k in _XGBOOST_SPACE}
 
     def objective(trial):
-        head = clone(base).set_params(**suggest_xgboost_params(trial))
+        head = clone(base).set_params(**suggest_xgboost_params(trial, defaults))
         scores, _ = score_on_splits(head, X, y, splits, scoring)
         return float(np.mean(scores))
 

@@ -102,6 +102,17 @@ def test_tuning_starts_from_the_default_and_keeps_the_best(embeddings, alloys, s
     assert stopped["stopped_by_budget"] and stopped["n_trials"] == 1
 
 
+def test_tuning_a_classifier_searches_its_own_parameters(embeddings, alloys, split, chgnet):
+    train, _ = split
+    labels = (alloys[1][train] > np.median(alloys[1][train])).astype(int)
+    predictor = Predictor.fit(embeddings[train], labels, backbone=chgnet, head="xgboost", task="classification",
+                              head_params=FAST_XGB, tune_trials=2, cv=3, random_state=0)
+    tuning = predictor.selection["tuning"]
+    assert tuning["n_trials"] == 2 and "objective" not in tuning["best_params"]  # no regression loss
+    scores = predictor.predict_proba_embeddings(embeddings[train][:4])
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
 def test_heads_accept_missing_descriptors(embeddings, alloys, split):
     train, test = split
     X = embeddings[:, 3].astype(float).copy()
