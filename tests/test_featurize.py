@@ -229,7 +229,7 @@ import sys
 from hacknip_ase.engine import Engine
 from hacknip_ase.featurize import write_features
 from hacknip_ase.readers import read_structures
-import hacknip_ase.readers as reader_base
+import hacknip_ase.reader_base as reader_base
 
 parsed = []
 original = reader_base.read_cif
