@@ -8,14 +8,12 @@ the file, the folder searched and the URL.
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from hacknip_ase.errors import DataFormatError, DataNotFoundError
-from hacknip_ase.weights import cache_dir, sha256_file
+from hacknip_ase.files import cache_dir, download_file, sha256_file
 
 DATA_ENV = "HACKNIP_DATA_DIR"
 #: Seconds before a download that gets no answer gives up.
@@ -59,7 +57,7 @@ def locate(file: DataFile, data_dir: str | os.PathLike | None = None, *, downloa
             f"and put it there, or point --data-dir / ${DATA_ENV} at a folder that has it"
         )
     try:
-        _download(file.url, local, timeout=timeout)
+        download_file(file.url, local, timeout=timeout)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise DataNotFoundError(
             f"data file {file.path!r} not found in {root} (searched {local}) and the download from "
@@ -72,17 +70,3 @@ def locate(file: DataFile, data_dir: str | os.PathLike | None = None, *, downloa
         raise DataFormatError(f"downloaded {file.url} fails its published sha256 {file.sha256}; kept as {bad}")
     return local
 
-
-def _download(url: str, destination: Path, *, timeout: float) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".part") as tmp:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    tmp.write(block)
-        os.replace(tmp.name, destination)  # atomic: a reader never sees half a file
-    except BaseException:
-        if tmp is not None:
-            Path(tmp.name).unlink(missing_ok=True)
-        raise

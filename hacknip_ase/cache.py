@@ -25,20 +25,18 @@ is deleted and recomputed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import struct
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
-from .weights import cache_dir as user_cache_dir
+from .files import atomic_output, atomic_write  # noqa: F401 - atomic_output: imported from here by callers
+from .files import cache_dir as user_cache_dir
 
 MAGIC = b"HNIPEMB1"
 _HEADER = struct.Struct("<8s32sII")
@@ -70,7 +68,7 @@ class FeatureCache:
     ----------
     identity : dict
         JSON-serialisable description of everything that changes the numbers (see
-        :func:`hacknip_ase.featurize.cache_identity`).
+        :func:`hacknip_ase.engine.cache_identity`).
     shape : (n_depths, dim)
         Shape every entry must have.
     root : path, optional
@@ -182,33 +180,3 @@ def remember_identity(request: dict, identity: dict, root: str | os.PathLike | N
 
 def forget_identity(request: dict, root: str | os.PathLike | None = None) -> None:
     _request_path(request, root).unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed into place (parents created).
-
-    A reader sees the whole file or none, even when the writer is killed. No fsync: a killed
-    process cannot leave a partial file behind a rename, and checksums catch what a power loss
-    might. The file gets the umask's permissions (mkstemp's own are 0600).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through :func:`atomic_output`."""
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)

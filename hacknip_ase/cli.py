@@ -18,9 +18,9 @@ _RAY_FLAGS = {"address": "--address", "actors": "--actors", "gpus_per_actor": "-
 
 
 def _featurize(args: argparse.Namespace) -> int:
+    from .engine import Engine
     from .errors import InvalidOptionError
-    from .featurize import Engine
-    from .featureset import FeatureWriter
+    from .featurize import write_features
     from .readers import read_structures
 
     start = time.perf_counter()
@@ -35,12 +35,9 @@ def _featurize(args: argparse.Namespace) -> int:
     source = read_structures(args.input, format=args.format)
     if args.engine == "ray":
         return _featurize_ray(args, source, options, ray_options, start)
-    engine = Engine(args.backbone, batch_size=args.batch_size, device=args.device,
-                    cache_dir=False if args.no_cache else args.cache_dir, on_error=args.on_error, **options)
-    with FeatureWriter(args.out, engine.shape) as writer:
-        for ids, embeddings in engine.run(source, progress=not args.quiet):
-            writer.write(ids, embeddings)
-        writer.metadata = engine.metadata(source)
+    engine = Engine(args.backbone, batch_size=args.batch_size, device=args.device, cache=not args.no_cache,
+                    cache_dir=args.cache_dir, on_error=args.on_error, **options)
+    writer = write_features(engine, source, args.out, progress=not args.quiet)
     if not args.quiet:
         # reused: cache hits and repeats of a structure within the run (computed once)
         print(f"wrote {len(writer.ids)} x {engine.shape[0]} depths x {engine.shape[1]} to {writer.path} "
@@ -53,9 +50,8 @@ def _featurize(args: argparse.Namespace) -> int:
 def _featurize_ray(args, source, options: dict, ray_options: dict, start: float) -> int:
     from .distributed import RayEngine
 
-    engine = RayEngine(args.backbone, batch_size=args.batch_size, device=args.device,
-                       cache_dir=False if args.no_cache else args.cache_dir, on_error=args.on_error,
-                       **ray_options, **options)
+    engine = RayEngine(args.backbone, batch_size=args.batch_size, device=args.device, cache=not args.no_cache,
+                       cache_dir=args.cache_dir, on_error=args.on_error, **ray_options, **options)
     path = engine.run_to_file(source, args.out, progress=not args.quiet)
     if not args.quiet:
         n = engine.written
@@ -81,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "featurize", help="all-depth embeddings of a dataset to a portable .npz (cached, resumable)",
         description="Mean-pooled embeddings after every depth for every structure in INPUT, written to "
                     "OUT (.npz with embeddings (n, depths, dim), ids and JSON metadata; see "
-                    "hacknip_ase.featurize). Finished structures are cached: a re-run, or a run after "
+                    "hacknip_ase.featureset). Finished structures are cached: a re-run, or a run after "
                     "an interruption, only computes what is missing.")
     feat.add_argument("input", help="folder of CIF files, extxyz file, ase .db, Matbench .json.gz, or a Parquet/CSV "
                                     "table of structures (columns id, structure)")

@@ -8,7 +8,7 @@
    positions where a format can only be read sequentially). Structures in memory are cut the
    same way and shipped with their shard.
 2. **Actor pool.** ``actors`` Ray actors (:class:`ray.util.ActorPool`), each holding one
-   :class:`~hacknip_ase.featurize.Engine`: the backbone is built once per actor, on its first
+   :class:`~hacknip_ase.engine.Engine`: the backbone is built once per actor, on its first
    cache miss, and kept. An actor reads its shard itself (the readers' ``shard_entries``) and
    runs it through ``Engine.run``, the code of the local path (look-ahead window, batches,
    content-keyed cache, ``on_error``), so a shard's batches and cache entries are those of a
@@ -25,18 +25,7 @@
    float32 batched forward pass changes at the 1e-6 level with its batch mates). The work folder
    is removed once the output is in place.
 
-Work folder (``OUT.shards/``, or a temporary folder when no output file is asked for):
-
-``plan.json``
-    What the shards are of: format marker, input description and fingerprint (path, size and
-    modification time of the file(s), or a digest of in-memory structures), number of entries,
-    shard and batch size, ``on_error`` and the cache identity. A re-run with another input or
-    options refuses the folder (:class:`~hacknip_ase.errors.WorkFolderError`) rather than mix
-    shards of two runs.
-``shard-NNNNNN.npz``
-    One finished shard in the portable features format; its metadata holds ``shard`` (index,
-    start, stop), ``skipped`` and ``computed``. A record that does not load or does not cover
-    its shard is deleted and the shard recomputed.
+The work folder's layout is described in :mod:`hacknip_ase.shards`.
 
 On a cluster the input and the cache folder must be at the same path on every node (a shared
 file system), as for any reader of files on Ray; the output and the work folder are written by
@@ -46,8 +35,6 @@ the driver only.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -58,23 +45,16 @@ from pathlib import Path
 import numpy as np
 
 from .backbones import DEFAULT_BACKBONE
-from .cache import atomic_write, default_cache_root, structure_digest
-from .errors import (
-    FeatureFileError,
-    HackNIPError,
-    InvalidOptionError,
-    MissingDependencyError,
-    StructureTypeError,
-    WorkFolderError,
-)
+from .cache import default_cache_root
+from .engine import Engine, cache_settings
+from .errors import HackNIPError, InvalidOptionError, MissingDependencyError
 from .featureset import FeatureSet, FeatureWriter
-from .readers import Shard, StructureSource
-from .structures import as_atoms
+from .inputs import describe, unwrap
+from .readers import Shard
+from .shards import WORK_FORMAT, WORK_FORMAT_VERSION, WorkFolder, fingerprint, sha256_json
 
 #: Structures per shard: the unit of scheduling and of resume (a multiple of the default batch).
 DEFAULT_SHARD_SIZE = 1024
-WORK_FORMAT = "hacknip-shards"
-WORK_FORMAT_VERSION = 1
 #: An actor that dies (out of memory, a lost node) is restarted and its shard retried this often.
 MAX_RESTARTS = 2
 
@@ -101,15 +81,13 @@ def _cpu_clock() -> dict:
 
 
 class _ShardWorker:
-    """One Ray actor: a loaded :class:`~hacknip_ase.featurize.Engine` that featurizes whole shards."""
+    """One Ray actor: a loaded :class:`~hacknip_ase.engine.Engine` that featurizes whole shards."""
 
     def __init__(self, source, backbone: str, threads: int, engine_options: dict) -> None:
         import torch
 
         # Ray gives the actor one CPU; more torch threads would only contend with other actors.
         torch.set_num_threads(threads)
-        from .featurize import Engine
-
         self.source = source
         self.error = None
         try:
@@ -149,13 +127,13 @@ class _ShardWorker:
 
 
 class RayEngine:
-    """Featurize a dataset with a pool of Ray actors; same output and cache as :class:`~hacknip_ase.featurize.Engine`.
+    """Featurize a dataset with a pool of Ray actors; same output and cache as :class:`~hacknip_ase.engine.Engine`.
 
     Parameters
     ----------
     backbone : str
         Registry name; each actor builds its own backbone (a built one is not shipped).
-    batch_size, device, cache_dir, on_error, **backbone_options
+    batch_size, device, cache, cache_dir, on_error, **backbone_options
         As for :func:`hacknip_ase.featurize.featurize`. ``cache_dir=None`` is resolved here, on the
         driver, so every actor writes the same cache (on a cluster: a shared path).
     address : str, optional
@@ -194,8 +172,8 @@ class RayEngine:
         included (the driver's own CPU time is not in it).
     """
 
-    def __init__(self, backbone=DEFAULT_BACKBONE, *, batch_size: int = 32, device: str = "cpu", cache_dir=None,
-                 on_error: str = "raise", address: str | None = None, actors: int | None = None,
+    def __init__(self, backbone=DEFAULT_BACKBONE, *, batch_size: int = 32, device: str = "cpu", cache: bool = True,
+                 cache_dir=None, on_error: str = "raise", address: str | None = None, actors: int | None = None,
                  gpus_per_actor: float = 0, shard_size: int | None = None, **backbone_options) -> None:
         if not isinstance(backbone, str):
             raise InvalidOptionError("engine='ray' takes a backbone registry name (each actor builds its own), "
@@ -218,10 +196,9 @@ class RayEngine:
         self.batch_size, self.on_error, self.shard_size = batch_size, on_error, shard_size
         self.address, self.actors, self.gpus_per_actor = address, actors, float(gpus_per_actor)
         self.device = "cuda" if self.gpus_per_actor > 0 and str(device) == "cpu" else str(device)
-        if cache_dir is False:
-            self.cache_dir = False
-        else:
-            self.cache_dir = str(Path(cache_dir if cache_dir is not None else default_cache_root()).resolve())
+        self.cache, cache_dir = cache_settings(cache, cache_dir)
+        self.cache_dir = str(Path(cache_dir if cache_dir is not None else default_cache_root()).resolve()) \
+            if self.cache else None
         self.backbone_options = backbone_options
         self.computed, self.skipped = 0, []
         self.shards_done = self.shards_run = self.n_actors = 0
@@ -241,25 +218,26 @@ class RayEngine:
         path = Path(out)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")  # FeatureWriter's (np.savez's) convention
-        work = path.with_name(path.name + ".shards")
+        work = WorkFolder(path.with_name(path.name + ".shards"))
         metadata, plan = self._execute(source, work, progress)
         self.skipped = []
         with FeatureWriter(path, self.shape) as writer:
             for shard in plan:  # each record is read once, in input order
-                record = self._record(work, shard)
+                record = work.record(shard)
                 writer.write(record.ids, record.embeddings)
                 self.skipped.extend(record.metadata["skipped"])
             writer.metadata = {**metadata, "skipped": self.skipped}
         self.written = len(writer.ids)
-        shutil.rmtree(work)  # everything it held is now in the output (and the cache)
+        shutil.rmtree(work.path)  # everything it held is now in the output (and the cache)
         self.elapsed = time.perf_counter() - self._started
         return writer.path
 
     def run(self, source, *, progress: bool = False) -> FeatureSet:
         """Featurize ``source`` into memory (shard records go to a temporary folder)."""
         with tempfile.TemporaryDirectory(prefix="hacknip-shards-") as folder:
-            metadata, plan = self._execute(source, Path(folder) / "work", progress)
-            records = [self._record(Path(folder) / "work", shard) for shard in plan]
+            work = WorkFolder(Path(folder) / "work")
+            metadata, plan = self._execute(source, work, progress)
+            records = [work.record(shard) for shard in plan]
         embeddings = (np.concatenate([r.embeddings for r in records]) if records
                       else np.zeros((0, *self.shape), np.float32))
         self.skipped = [entry for r in records for entry in r.metadata["skipped"]]
@@ -269,13 +247,11 @@ class RayEngine:
 
     # -- the run -----------------------------------------------------------------------------
 
-    def _execute(self, source, work: Path, progress: bool) -> tuple[dict, list[Shard]]:
+    def _execute(self, source, work: WorkFolder, progress: bool) -> tuple[dict, list[Shard]]:
         from tqdm.auto import tqdm
 
-        from .featurize import _describe
-
         self._started = time.perf_counter()
-        reader, ids, items = _unwrap(source)
+        reader, ids, items = unwrap(source)
         if reader is not None:
             plan = reader.shards(self.shard_size)
             if ids is not None and len(ids) != sum(len(s) for s in plan):
@@ -284,10 +260,10 @@ class RayEngine:
             plan = [Shard(i, begin, min(begin + self.shard_size, len(items)))
                     for i, begin in enumerate(range(0, len(items), self.shard_size))]
         total = plan[-1].stop if plan else 0
-        run_plan = {"format": WORK_FORMAT, "format_version": WORK_FORMAT_VERSION, "source": _describe(source),
-                    "fingerprint": _fingerprint(reader, items, ids), "entries": total, "shard_size": self.shard_size,
+        run_plan = {"format": WORK_FORMAT, "format_version": WORK_FORMAT_VERSION, "source": describe(source),
+                    "fingerprint": fingerprint(reader, items, ids), "entries": total, "shard_size": self.shard_size,
                     "batch_size": self.batch_size, "on_error": self.on_error}
-        self._check_plan(work, run_plan, write=False)  # another run's folder is refused before Ray starts
+        work.check_plan(run_plan, write=False)  # another run's folder is refused before Ray starts
         ray = self.ray
         started = self._connect()
         pool_actors: list = []
@@ -295,7 +271,8 @@ class RayEngine:
             worker = ray.remote(_ShardWorker)
             resources = {"num_cpus": 1, "num_gpus": self.gpus_per_actor, "max_restarts": MAX_RESTARTS,
                          "max_task_retries": MAX_RESTARTS}
-            options = {"batch_size": self.batch_size, "device": self.device, "cache_dir": self.cache_dir,
+            options = {"batch_size": self.batch_size, "device": self.device, "cache": self.cache,
+                       "cache_dir": self.cache_dir,
                        "on_error": self.on_error, **self.backbone_options}
             # All actors start at once (each imports torch and the NIP, seconds); the source goes
             # once to each actor, not with every shard.
@@ -305,10 +282,10 @@ class RayEngine:
             described = self._get(pool_actors[0].describe.remote())
             self.startup_seconds = time.perf_counter() - self._started
             self._actor_cpu[described["actor"]] = described["cpu"]
-            self.shape = tuple(described["shape"])
-            run_plan["cache_identity"] = described["cache_identity"] or _sha256(described["identity"])
-            self._check_plan(work, run_plan, write=True)
-            pending = [shard for shard in plan if not self._finished(work, shard)]
+            self.shape = work.shape = tuple(described["shape"])
+            run_plan["cache_identity"] = described["cache_identity"] or sha256_json(described["identity"])
+            work.check_plan(run_plan, write=True)
+            pending = [shard for shard in plan if not work.finished(shard)]
             self.shards_done, self.shards_run = len(plan) - len(pending), 0
             for actor in pool_actors[max(len(pending), 1):]:  # more actors than shards left to run
                 ray.kill(actor)
@@ -335,7 +312,7 @@ class RayEngine:
                         failures.append((result["shard"].index, result["error"]))
                         queue.clear()
                         continue
-                    self._write_record(work, result)
+                    work.write_record(result)
                     self.shards_run += 1
                     self.computed += result["computed"]
                     self.loaded |= result["loaded"]
@@ -351,7 +328,7 @@ class RayEngine:
                 ray.shutdown()
         metadata = {
             **described["metadata"],
-            "source": _describe(source),
+            "source": describe(source),
             "skipped": [],  # filled while the records are assembled
             "engine": {"name": "ray", "ray": ray.__version__, "actors": self.n_actors, "shard_size": self.shard_size,
                        "gpus_per_actor": self.gpus_per_actor},
@@ -403,98 +380,3 @@ class RayEngine:
             if isinstance(exc.cause, HackNIPError):
                 raise exc.cause from None
             raise
-
-    # -- the work folder -----------------------------------------------------------------------
-
-    @staticmethod
-    def _check_plan(work: Path, plan: dict, *, write: bool) -> None:
-        """Refuse a work folder of another run; ``write``: record ``plan`` in a new folder.
-
-        Without ``write`` the backbone's cache identity is not known yet and is not compared.
-        """
-        path = work / "plan.json"
-        plan = json.loads(json.dumps(plan, default=str))
-        try:
-            recorded = json.loads(path.read_text())
-        except FileNotFoundError:
-            if write:
-                work.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, (json.dumps(plan, indent=1, sort_keys=True) + "\n").encode())
-            return
-        except ValueError as exc:
-            raise WorkFolderError(f"{path} is damaged ({exc}); remove the folder {work} to start over") from exc
-        keys = set(plan) | (set(recorded) if write else set())
-        changed = sorted(k for k in keys if plan.get(k) != recorded.get(k))
-        if changed:
-            raise WorkFolderError(f"the work folder {work} holds shards of another run ({', '.join(changed)} "
-                                  "changed); remove it to start over, or give another output file")
-
-    @staticmethod
-    def _shard_path(work: Path, shard: Shard) -> Path:
-        return work / f"shard-{shard.index:06d}.npz"
-
-    def _finished(self, work: Path, shard: Shard) -> bool:
-        path = self._shard_path(work, shard)
-        if not path.exists():
-            return False
-        try:
-            self._record(work, shard)
-        except FeatureFileError as exc:
-            log.warning("%s: deleted, the shard is recomputed", exc)
-            path.unlink(missing_ok=True)
-            return False
-        return True
-
-    def _record(self, work: Path, shard: Shard) -> FeatureSet:
-        path = self._shard_path(work, shard)
-        record = FeatureSet.load(path)
-        info = record.metadata.get("shard", {})
-        if info != {"index": shard.index, "start": shard.start, "stop": shard.stop} or \
-                len(record) + len(record.metadata.get("skipped", [])) != len(shard) or \
-                record.embeddings.shape[1:] != self.shape:
-            raise FeatureFileError(f"{path} does not hold shard {shard.index} (entries {shard.start}-{shard.stop})")
-        return record
-
-    def _write_record(self, work: Path, result: dict) -> None:
-        shard = result["shard"]
-        metadata = {"format": "hacknip-features", "format_version": 1,
-                    "shard": {"index": shard.index, "start": shard.start, "stop": shard.stop},
-                    "skipped": result["skipped"], "computed": result["computed"]}
-        FeatureSet(result["ids"], result["embeddings"], metadata).save(self._shard_path(work, shard))
-
-
-def _unwrap(source) -> tuple[StructureSource | None, list | None, list | None]:
-    """(reader, ids given for it, None) for a file source; (None, None, pairs) for structures in memory."""
-    from .featurize import _Renamed
-
-    if isinstance(source, _Renamed) and isinstance(source.items, StructureSource):
-        return source.items, list(source.ids), None
-    if isinstance(source, StructureSource):
-        return source, None, None
-    return None, None, list(source)
-
-
-def _fingerprint(reader, items, ids) -> str:
-    """What identifies the input cheaply: file sizes and times, or in memory the structures' content."""
-    digest = hashlib.sha256()
-    if reader is not None:
-        path = Path(reader.path).resolve()
-        files = getattr(reader, "files", None) or [path]
-        digest.update(f"{reader.format}\0{path}\0".encode())
-        for file in files:
-            stat = Path(file).stat()
-            digest.update(f"{Path(file).name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        if ids is not None:
-            digest.update(json.dumps(ids).encode())
-        return digest.hexdigest()
-    for sid, item in items:
-        digest.update(f"{sid}\0".encode())
-        try:
-            digest.update(structure_digest(as_atoms(item)).encode())
-        except StructureTypeError:  # not a structure: featurizing it will say so, or skip it
-            digest.update(repr(type(item)).encode())
-    return digest.hexdigest()
-
-
-def _sha256(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

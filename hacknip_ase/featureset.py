@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_output
+from .files import atomic_output
 from .errors import FeatureFileError
 
 FORMAT = "hacknip-features"

@@ -6,30 +6,17 @@ One place for all adapters. The cache folder is ``$HACKNIP_CACHE_DIR/weights`` (
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 from .errors import CorruptWeightsError, DownloadError, WeightsNotFoundError
+from .files import cache_dir, download_file, sha256_file
+
+__all__ = ["DOWNLOAD_TIMEOUT", "cache_dir", "resolve_weights", "sha256_file"]
 
 #: Seconds before a download that gets no answer gives up.
 DOWNLOAD_TIMEOUT = 30.0
-
-
-def cache_dir() -> Path:
-    """Root of hacknip-ase's user cache (weights, featurization cache)."""
-    return Path(os.environ.get("HACKNIP_CACHE_DIR", Path.home() / ".cache" / "hacknip_ase"))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_weights(
@@ -69,16 +56,9 @@ def resolve_weights(
 
 
 def _download(url: str, destination: Path, *, model: str, timeout: float) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".part") as tmp:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    tmp.write(block)
-        os.replace(tmp.name, destination)
+        download_file(url, destination, timeout=timeout)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        if "tmp" in locals():
-            Path(tmp.name).unlink(missing_ok=True)
         raise DownloadError(
             f"could not download weights for {model} from {url} ({exc}); this machine may be "
             f"offline: fetch the file elsewhere and put it at {destination}, or pass weights=PATH"

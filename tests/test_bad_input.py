@@ -112,7 +112,7 @@ def _other_runs_folder(tmp: Path):
 
     (tmp / "w.npz.shards").mkdir()
     (tmp / "w.npz.shards" / "plan.json").write_text(json.dumps({"format": "hacknip-shards", "entries": 7}))
-    return RayEngine("chgnet", cache_dir=False).run_to_file(read_structures(_write("s.xyz", "1\n\nSi 0 0 0\n")(tmp)),
+    return RayEngine("chgnet", cache=False).run_to_file(read_structures(_write("s.xyz", "1\n\nSi 0 0 0\n")(tmp)),
                                                             tmp / "w.npz")
 
 
@@ -128,7 +128,7 @@ CASES = {
                                                cell=[[3, 0, 0], [6, 0, 0], [0, 0, 3]], pbc=True)),
                       errors.SingularCellError, "singular"),
     "unsupported element": (_structure(_americium), errors.UnsupportedElementError, "Am"),
-    "not a structure": (lambda tmp: featurize(["Si"], chgnet(), cache_dir=False, progress=False),
+    "not a structure": (lambda tmp: featurize(["Si"], chgnet(), cache=False, progress=False),
                         errors.StructureTypeError, "str"),
     # files
     "missing input": (lambda tmp: featurize(tmp / "nope", chgnet(), progress=False), errors.InputNotFoundError, "nope"),
@@ -156,7 +156,7 @@ CASES = {
                         "none.pth"),
     "corrupt weights": (lambda tmp: get_backbone("chgnet", weights=_write("w.pth", b"\0" * 64)(tmp)),
                         errors.CorruptWeightsError, "w.pth"),
-    "ids of the wrong length": (lambda tmp: featurize([bulk("Si")], chgnet(), ids=["a", "b"], cache_dir=False),
+    "ids of the wrong length": (lambda tmp: featurize([bulk("Si")], chgnet(), ids=["a", "b"], cache=False),
                                 errors.InvalidOptionError, "2 ids for 1"),
     "table without a structure column": (lambda tmp: read_structures(_write("t.csv", "id,smiles\na,CCO\n")(tmp)),
                                          errors.TableError, "'structure' column"),

@@ -143,12 +143,12 @@ def test_options_are_checked_before_ray_starts():
 
         featurize([bulk("Si")], chgnet(), engine="ray")
     with pytest.raises(errors.InvalidOptionError, match="room for 2"):
-        featurize([bulk("Si")], "chgnet", engine="ray", actors=3, cache_dir=False)
+        featurize([bulk("Si")], "chgnet", engine="ray", actors=3, cache=False)
 
 
 def test_a_bad_backbone_option_is_the_typed_error_not_a_dead_actor():
     with pytest.raises(errors.UnknownModelError, match="9.9"):
-        featurize([bulk("Si")], "chgnet", model="9.9", engine="ray", actors=1, cache_dir=False, progress=False)
+        featurize([bulk("Si")], "chgnet", model="9.9", engine="ray", actors=1, cache=False, progress=False)
 
 
 def test_without_ray_engine_ray_names_the_extra(monkeypatch):

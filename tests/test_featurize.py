@@ -71,8 +71,19 @@ def test_partly_cached_run_computes_only_the_new_structures(backbone, structures
 
 
 def test_batch_size_does_not_change_results(backbone, structures, fresh):
-    one = featurize(structures, backbone, batch_size=1, cache_dir=False, progress=False)
+    one = featurize(structures, backbone, batch_size=1, cache=False, progress=False)
     np.testing.assert_allclose(one.embeddings, fresh, atol=BATCH_TOL, rtol=0)
+
+
+def test_cache_false_and_the_older_cache_dir_false_write_no_cache(backbone, structures, tmp_path, monkeypatch):
+    monkeypatch.setenv("HACKNIP_CACHE_DIR", str(tmp_path))
+    off = featurize(structures[:2], backbone, cache=False, progress=False)
+    old = featurize(structures[:2], backbone, cache_dir=False, progress=False)
+    np.testing.assert_array_equal(off.embeddings, old.embeddings)
+    assert off.metadata["cache_identity"] is None and old.metadata["cache_identity"] is None
+    assert not (tmp_path / "features").exists()
+    with pytest.raises(errors.InvalidOptionError, match="cache must be"):
+        featurize(structures[:1], backbone, cache="no", progress=False)
 
 
 def test_rotated_structure_has_its_own_key_but_the_same_embedding(backbone, tmp_path):
@@ -116,15 +127,15 @@ def test_duplicates_are_computed_once(backbone, structures, fresh, tmp_path):
 
 def test_inputs_pymatgen_pairs_ids_and_generators(backbone, structures, fresh):
     pymatgen = [AseAtomsAdaptor.get_structure(a) for a in structures[:2]]
-    result = featurize(pymatgen, backbone, ids=["a", "b"], cache_dir=False, progress=False)
+    result = featurize(pymatgen, backbone, ids=["a", "b"], cache=False, progress=False)
     assert result.ids == ["a", "b"]
     np.testing.assert_allclose(result.embeddings, fresh[:2], atol=1e-5, rtol=0)
-    pairs = featurize(((f"s{i}", s) for i, s in enumerate(structures[:3])), backbone, cache_dir=False, progress=False)
+    pairs = featurize(((f"s{i}", s) for i, s in enumerate(structures[:3])), backbone, cache=False, progress=False)
     assert pairs.ids == ["s0", "s1", "s2"]
-    single = featurize(structures[0], backbone, cache_dir=False, progress=False)
+    single = featurize(structures[0], backbone, cache=False, progress=False)
     assert single.embeddings.shape == (1, *fresh.shape[1:])
     with pytest.raises(ValueError, match="3 ids for 2"):
-        featurize(structures[:2], backbone, ids=["a", "b", "c"], cache_dir=False, progress=False)
+        featurize(structures[:2], backbone, ids=["a", "b", "c"], cache=False, progress=False)
 
 
 def test_rejected_structure_raises_with_its_id_or_is_skipped(backbone, structures, fresh, tmp_path):
@@ -185,7 +196,7 @@ def test_resume_after_sigkill(backbone, tmp_path):
     with ForwardCounter(backbone) as counter:
         resumed = featurize(structures, backbone, batch_size=1, cache_dir=tmp_path, progress=False)
     assert counter.structures == 8 - len(finished)  # nothing finished is lost or recomputed
-    fresh = featurize(structures, backbone, batch_size=1, cache_dir=False, progress=False)
+    fresh = featurize(structures, backbone, batch_size=1, cache=False, progress=False)
     np.testing.assert_allclose(resumed.embeddings, fresh.embeddings, atol=TOL, rtol=0)
     assert len(cache_entries(tmp_path)) == 8
 
@@ -215,20 +226,16 @@ def test_skip_on_error_skips_files_that_do_not_parse(backbone, tmp_path):
 
 CACHED_CHILD = """
 import sys
-from hacknip_ase.featurize import Engine
-from hacknip_ase.featureset import FeatureWriter
+from hacknip_ase.engine import Engine
+from hacknip_ase.featurize import write_features
 from hacknip_ase.readers import read_structures
-import hacknip_ase.readers as readers
+import hacknip_ase.reader_base as reader_base
 
 parsed = []
-original = readers.read_cif
-readers.read_cif = lambda path: parsed.append(path) or original(path)
+original = reader_base.read_cif
+reader_base.read_cif = lambda path: parsed.append(path) or original(path)
 engine = Engine("chgnet", cache_dir=sys.argv[2])
-source = read_structures(sys.argv[1])
-with FeatureWriter(sys.argv[3], engine.shape) as writer:
-    for ids, embeddings in engine.run(source):
-        writer.write(ids, embeddings)
-    writer.metadata = engine.metadata(source)
+write_features(engine, read_structures(sys.argv[1]), sys.argv[3], progress=False)
 print(engine.loaded, len(parsed), "torch" in sys.modules, engine.computed)
 """
 
@@ -262,7 +269,7 @@ def test_fully_cached_run_loads_no_model_and_parses_no_known_file(tmp_path):
 
 def test_stale_identity_record_is_refused_and_removed(tmp_path):
     from hacknip_ase.cache import _request_path
-    from hacknip_ase.featurize import _identity_request
+    from hacknip_ase.engine import _identity_request
 
     engine = Engine("chgnet", cache_dir=tmp_path)
     request = _identity_request("chgnet", {}, "cpu")
@@ -302,7 +309,7 @@ def test_killed_featurize_leaves_no_spill_or_partial_output(tmp_path):
 def test_output_files_get_the_users_permissions(backbone, structures, tmp_path):
     umask = os.umask(0o022)
     try:
-        featurize(structures[:2], backbone, cache_dir=False, out=tmp_path / "f.npz", progress=False)
+        featurize(structures[:2], backbone, cache=False, out=tmp_path / "f.npz", progress=False)
     finally:
         os.umask(umask)
     assert (tmp_path / "f.npz").stat().st_mode & 0o777 == 0o644

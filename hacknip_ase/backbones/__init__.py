@@ -1,4 +1,8 @@
-"""Backbone registry: public name -> adapter class, imported lazily (each NIP, and torch, is heavy)."""
+"""Backbone registry: public name -> adapter class, imported lazily (each NIP, and torch, is heavy).
+
+A new NIP is one adapter file (a :class:`~hacknip_ase.backbones.nip.NIPBackbone` subclass: its
+architecture, depth modules, forward pass and trainable view) and one line here.
+"""
 
 from __future__ import annotations
 
@@ -50,8 +54,12 @@ def __getattr__(name: str):
         from . import base
 
         return getattr(base, name)
+    if name == "NIPBackbone":
+        from . import nip
+
+        return nip.NIPBackbone
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Backbone", "BackboneInfo", "ForwardResult", "available_backbones", "backbone_class",
+__all__ = ["Backbone", "BackboneInfo", "ForwardResult", "NIPBackbone", "available_backbones", "backbone_class",
            "get_backbone", "DEFAULT_BACKBONE"]

@@ -61,7 +61,8 @@ class Backbone(abc.ABC):
 
     Subclasses set :attr:`info` in ``__init__`` and implement :meth:`_forward` (the batched
     all-depth pass on prepared structures) and :meth:`_truncated_features` (the reference
-    protocol: the model run only up to one depth).
+    protocol: the model run only up to one depth). Pretrained torch NIPs subclass
+    :class:`~hacknip_ase.backbones.nip.NIPBackbone`, which owns their weights and loading.
     """
 
     #: registry name
@@ -166,7 +167,7 @@ def _option_names(cls) -> list[str]:
     import inspect
 
     names = []
-    for klass in (cls, Backbone):
+    for klass in [k for k in cls.__mro__ if "__init__" in vars(k) and issubclass(k, Backbone)]:
         for parameter in inspect.signature(klass.__init__).parameters.values():
             if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY) \
                     and parameter.name != "self" and parameter.name not in names:

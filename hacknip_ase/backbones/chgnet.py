@@ -16,10 +16,10 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from ..errors import CorruptWeightsError, InvalidStructureError, UnknownModelError
-from ..weights import resolve_weights, sha256_file
+from ..errors import InvalidStructureError, UnknownModelError
 from ._hooks import capture_outputs, run_until
-from .base import Backbone, BackboneInfo, ForwardResult
+from .base import ForwardResult
+from .nip import NIPBackbone
 
 #: CHGNet reports stress in GPa.
 _GPA_PER_EV_A3 = 160.21766208
@@ -30,7 +30,7 @@ _PACKAGED = {
 }
 
 
-class CHGNetBackbone(Backbone):
+class CHGNetBackbone(NIPBackbone):
     """CHGNet through its own graph converter and batched ``forward``.
 
     Parameters
@@ -44,37 +44,39 @@ class CHGNetBackbone(Backbone):
     """
 
     name = "chgnet"
+    title = "CHGNet"
+    default_model = "0.3.0"
     needs_cell = True
+    trainable_prefixes = ("atom_conv_layers", "bond_conv_layers", "angle_layers")
 
-    def __init__(self, model: str = "0.3.0", *, weights=None, device: str = "cpu", **options) -> None:
-        super().__init__(device=device, **options)
-        from chgnet.model.model import CHGNet, module_dir
+    def official_weights(self, model: str) -> str:
+        from chgnet.model.model import module_dir
 
-        if weights is None:
-            if model not in _PACKAGED:
-                raise UnknownModelError(f"unknown CHGNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
-            weights = os.path.join(module_dir, "..", "pretrained", _PACKAGED[model])
-        path = resolve_weights(model=f"CHGNet {model}", filename=os.path.basename(str(weights)), url=None, path=weights)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints a banner on every build
-                self.model = CHGNet.from_dict(state["model"], mlp_out_bias=model == "0.2.0", version=model)
-        except Exception as exc:
-            raise CorruptWeightsError(f"cannot load CHGNet weights from {path}: {exc}") from exc
-        self.model.to(self.device).eval()
-        for parameter in self.model.parameters():
-            parameter.requires_grad_(False)
-        self._depth_modules = [self.model.atom_embedding, *self.model.atom_conv_layers]
-        self.info = BackboneInfo(
-            name=self.name,
-            model=model,
-            weights_sha256=sha256_file(path),
-            n_depths=len(self._depth_modules),
-            dim=self.model.atom_embedding.embedding.embedding_dim,
-            cutoff=float(self.model.graph_converter.atom_graph_cutoff),
-            elements=frozenset(range(1, self.model.atom_embedding.embedding.num_embeddings + 1)),
-            features="atom features after each atom-conv layer",
-        )
+        if model not in _PACKAGED:
+            raise UnknownModelError(f"unknown CHGNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
+        return os.path.join(module_dir, "..", "pretrained", _PACKAGED[model])
+
+    @staticmethod
+    def split_checkpoint(checkpoint):
+        return checkpoint["model"]["model_args"], checkpoint["model"]["state_dict"]
+
+    @classmethod
+    def architecture(cls, model: str = "0.3.0", config: dict | None = None):
+        """CHGNet with the hyperparameters ``config`` (a checkpoint's ``model_args``; default CHGNet's own),
+        as ``CHGNet.from_dict`` builds version ``model``."""
+        from chgnet.model.model import CHGNet
+
+        with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints a banner on every build
+            return CHGNet(**(config or {}), mlp_out_bias=model == "0.2.0", version=model)
+
+    def depth_modules(self):
+        return [self.model.atom_embedding, *self.model.atom_conv_layers]
+
+    def describe(self) -> dict:
+        embedding = self.model.atom_embedding.embedding
+        return {"dim": embedding.embedding_dim, "cutoff": float(self.model.graph_converter.atom_graph_cutoff),
+                "elements": frozenset(range(1, embedding.num_embeddings + 1)),
+                "features": "atom features after each atom-conv layer"}
 
     def graphs(self, atoms_list: list[Atoms]):
         """CHGNet crystal graphs (CPU), one per prepared structure."""
@@ -128,7 +130,7 @@ class CHGNetBackbone(Backbone):
         """
         from .trainable import TrainableView, last_output, make_view
 
-        prefixes = ("atom_conv_layers", "bond_conv_layers", "angle_layers")
+        prefixes = self.trainable_prefixes
 
         def build(model, device):
             if not optimized:

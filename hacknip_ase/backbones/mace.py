@@ -41,10 +41,10 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from .._trusted import import_trusted
 from ..errors import CorruptWeightsError, HackNIPError, InvalidOptionError, UnknownModelError, UntrustedCheckpointError
-from ..weights import resolve_weights, sha256_file
 from ._hooks import capture_outputs, run_until
 from ._irreps import scalar_index, uniform_width
-from .base import Backbone, BackboneInfo, ForwardResult
+from .base import ForwardResult
+from .nip import NIPBackbone
 
 #: Official MACE-MP-0 files, as in mace/calculators/foundations_models.py (``mace_mp_urls``).
 MACE_MP_URLS = {
@@ -113,65 +113,7 @@ def _is_plain(value) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
-def _build_from_record(record: dict, *, where) -> torch.nn.Module:
-    """Rebuild a ScaleShiftMACE from a :func:`save_weights` record."""
-    modules, _, _, _, torch_tools, _ = _mace()
-    try:
-        config = dict(record["config"])
-        state = record["state_dict"]
-        config["interaction_cls"] = modules.interaction_classes[config["interaction_cls"]]
-        config["interaction_cls_first"] = modules.interaction_classes[config["interaction_cls_first"]]
-        config["readout_cls"] = modules.readout_classes[config["readout_cls"]]
-        config["gate"] = modules.gate_dict[str(config["gate"])]
-        o3 = import_trusted("e3nn.o3")[0]
-        for key in ("hidden_irreps", "MLP_irreps", "edge_irreps"):
-            if config[key] is not None:
-                config[key] = o3.Irreps(config[key])
-        config["atomic_energies"] = np.asarray(config["atomic_energies"])
-        config["atomic_inter_scale"] = np.asarray(config["atomic_inter_scale"])
-        config["atomic_inter_shift"] = np.asarray(config["atomic_inter_shift"])
-        dtype = next(v.dtype for v in state.values() if v.is_floating_point())
-        # Build in the checkpoint's dtype: constructor-computed tensors keep full precision.
-        with torch_tools.default_dtype(dtype):
-            model = modules.ScaleShiftMACE(**config)
-        model.load_state_dict(state, strict=True)
-    except Exception as exc:
-        raise CorruptWeightsError(f"cannot rebuild the MACE model from {where}: {exc!r}") from exc
-    return model
-
-
-def load_model(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> torch.nn.Module:
-    """Load a MACE model from a :func:`save_weights` file, or a whole pickle if trusted."""
-    _mace()  # whole pickles name mace/e3nn classes; import them with the switch scoped
-    if not zipfile.is_zipfile(path):  # every torch.save file since torch 1.6 is a zip archive
-        raise CorruptWeightsError(f"{path} is not a torch checkpoint (not a zip archive)")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not trust_checkpoint:
-            raise UntrustedCheckpointError(
-                f"{path} is a whole pickled model (e.g. an official MACE-MP .model file); "
-                "unpickling it can run arbitrary code. Pass trust_checkpoint=True only if you trust "
-                "its source, then convert it once with hacknip_ase.backbones.mace.save_weights"
-            ) from exc
-        try:
-            model = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc2:
-            raise CorruptWeightsError(f"cannot load MACE checkpoint {path}: {exc2!r}") from exc2
-        if not isinstance(model, torch.nn.Module) or type(model).__name__ != "ScaleShiftMACE":
-            raise CorruptWeightsError(f"{path} does not hold a ScaleShiftMACE model (got {type(model).__name__})")
-        return model
-    except Exception as exc:
-        raise CorruptWeightsError(f"cannot load MACE weights from {path}: {exc!r}") from exc
-    if not isinstance(record, dict) or record.get("format") != SAFE_FORMAT:
-        raise CorruptWeightsError(
-            f"{path} is not a MACE weights file: expected a whole MACE model or a file written by "
-            "hacknip_ase.backbones.mace.save_weights"
-        )
-    return _build_from_record(record, where=str(path))
-
-
-class MACEBackbone(Backbone):
+class MACEBackbone(NIPBackbone):
     """MACE through its own AtomicData graphs and torch_geometric batching.
 
     Parameters
@@ -195,28 +137,96 @@ class MACEBackbone(Backbone):
     """
 
     name = "mace"
+    title = "MACE"
+    default_model = "medium"
+    trainable_prefixes = ("interactions", "products")
 
     def __init__(self, model: str = "medium", *, weights=None, trust_checkpoint: bool = False,
                  dtype: str = "float32", head: str | None = None, device: str = "cpu", **options) -> None:
-        super().__init__(device=device, **options)
         if dtype not in ("float32", "float64"):
             raise InvalidOptionError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        if weights is None:
-            if model not in MACE_MP_URLS:
-                raise UnknownModelError(f"unknown MACE-MP-0 model {model!r}; valid: {', '.join(MACE_MP_URLS)}")
-            url = MACE_MP_URLS[model]
-            path = resolve_weights(model=f"MACE-MP-0 {model}", filename=url.rsplit("/", 1)[-1], url=url)
-        else:
-            path = resolve_weights(model=f"MACE {model}", filename=os.path.basename(str(weights)), url=None, path=weights)
-        self.model = load_model(path, trust_checkpoint=trust_checkpoint)
-        if getattr(self.model, "embedding_specs", None) is not None:
+        self.trust_checkpoint, self.dtype, self.head = trust_checkpoint, dtype, head
+        super().__init__(model, weights=weights, device=device, **options)
+
+    def official_weights(self, model: str) -> str:
+        if model not in MACE_MP_URLS:
+            raise UnknownModelError(f"unknown MACE-MP-0 model {model!r}; valid: {', '.join(MACE_MP_URLS)}")
+        return MACE_MP_URLS[model]
+
+    def load(self, model: str, path) -> torch.nn.Module:
+        """A :func:`save_weights` file through the safe path, or a whole pickle if trusted."""
+        _mace()  # whole pickles name mace/e3nn classes; import them with the switch scoped
+        if not zipfile.is_zipfile(path):  # every torch.save file since torch 1.6 is a zip archive
+            raise CorruptWeightsError(f"{path} is not a torch checkpoint (not a zip archive)")
+        try:
+            network = super().load(model, path)
+        except CorruptWeightsError as exc:
+            if not isinstance(exc.__cause__, pickle.UnpicklingError):
+                raise
+            network = self._whole_pickle(path, exc.__cause__)
+        if getattr(network, "embedding_specs", None) is not None:
             # its joint embedding is added in place after the node embedding: depth 0 would be ambiguous
             raise HackNIPError("MACE models with extra joint embeddings (charge/spin) are not supported")
-        self.model.to(device=self.device, dtype=getattr(torch, dtype)).eval()
-        for parameter in self.model.parameters():
-            parameter.requires_grad_(False)
-        self.dtype = dtype
+        return network
+
+    def _whole_pickle(self, path, refused: Exception) -> torch.nn.Module:
+        if not self.trust_checkpoint:
+            raise UntrustedCheckpointError(
+                f"{path} is a whole pickled model (e.g. an official MACE-MP .model file); "
+                "unpickling it can run arbitrary code. Pass trust_checkpoint=True only if you trust "
+                "its source, then convert it once with hacknip_ase.backbones.mace.save_weights"
+            ) from refused
+        try:
+            model = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise CorruptWeightsError(f"cannot load MACE checkpoint {path}: {exc!r}") from exc
+        if not isinstance(model, torch.nn.Module) or type(model).__name__ != "ScaleShiftMACE":
+            raise CorruptWeightsError(f"{path} does not hold a ScaleShiftMACE model (got {type(model).__name__})")
+        return model
+
+    @staticmethod
+    def split_checkpoint(record):
+        if not isinstance(record, dict) or record.get("format") != SAFE_FORMAT:
+            raise CorruptWeightsError(
+                "not a MACE weights file: expected a whole MACE model or a file written by "
+                "hacknip_ase.backbones.mace.save_weights"
+            )
+        state = record["state_dict"]
+        dtype = next(v.dtype for v in state.values() if v.is_floating_point())
+        # Build in the checkpoint's dtype: constructor-computed tensors keep full precision.
+        return {**record["config"], "dtype": str(dtype).removeprefix("torch.")}, state
+
+    @classmethod
+    def architecture(cls, model: str = "medium", config: dict | None = None) -> torch.nn.Module:
+        """An untrained ScaleShiftMACE from a :func:`save_weights` config (plain values; ``dtype``
+        "float64" unless the config names another)."""
+        modules, _, _, _, torch_tools, _ = _mace()
+        if config is None:
+            raise InvalidOptionError("a MACE architecture needs its config (hyperparameters), as save_weights writes it")
+        config = dict(config)
+        dtype = config.pop("dtype", "float64")
+        o3 = import_trusted("e3nn.o3")[0]
+        named = {"interaction_cls": modules.interaction_classes, "interaction_cls_first": modules.interaction_classes,
+                 "readout_cls": modules.readout_classes, "gate": modules.gate_dict}
+        for key, value in config.items():  # plain values (names, irreps strings, lists) -> mace's objects
+            if key in named:
+                config[key] = named[key][str(value) if key == "gate" else value]
+            elif key in ("hidden_irreps", "MLP_irreps", "edge_irreps") and value is not None:
+                config[key] = o3.Irreps(value)
+            elif key in ("atomic_energies", "atomic_inter_scale", "atomic_inter_shift"):
+                config[key] = np.asarray(value)
+        with torch_tools.default_dtype(dtype):
+            return modules.ScaleShiftMACE(**config)
+
+    def place(self, network):
+        return network.to(device=self.device, dtype=getattr(torch, self.dtype)).eval()
+
+    def depth_modules(self):
+        return [self.model.node_embedding, *self.model.products]
+
+    def describe(self) -> dict:
         heads = list(getattr(self.model, "heads", ["Default"]))
+        head = self.head
         if head is None:
             named_default = [h for h in heads if h.lower() == "default"]
             if len(heads) > 1 and not named_default:
@@ -225,24 +235,13 @@ class MACEBackbone(Backbone):
         elif head not in heads:
             raise InvalidOptionError(f"unknown head {head!r}; this model has {heads}")
         self.head, self.heads = head, heads
-
-        self._depth_modules = [self.model.node_embedding, *self.model.products]
-        self._scalars = [scalar_index(self.model.node_embedding.linear.irreps_out)]
-        self._scalars += [scalar_index(product.linear.irreps_out) for product in self.model.products]
-        dim = uniform_width(self._scalars, model=f"MACE model {model}")  # MACE-MP: 128 everywhere
-        self._scalars = [index.to(self.device) for index in self._scalars]
-        tools = _mace()[2]
-        self.z_table = tools.AtomicNumberTable([int(z) for z in self.model.atomic_numbers])
-        self.info = BackboneInfo(
-            name=self.name,
-            model=model,
-            weights_sha256=sha256_file(path),
-            n_depths=len(self._depth_modules),
-            dim=dim,
-            cutoff=float(self.model.r_max),
-            elements=frozenset(self.z_table.zs),
-            features="invariant (0e) node features: embedding, then after each interaction+product",
-        )
+        scalars = [scalar_index(self.model.node_embedding.linear.irreps_out)]
+        scalars += [scalar_index(product.linear.irreps_out) for product in self.model.products]
+        dim = uniform_width(scalars, model=f"MACE model {self.weights_path}")  # MACE-MP: 128 everywhere
+        self._scalars = [index.to(self.device) for index in scalars]
+        self.z_table = _mace()[2].AtomicNumberTable([int(z) for z in self.model.atomic_numbers])
+        return {"dim": dim, "cutoff": float(self.model.r_max), "elements": frozenset(self.z_table.zs),
+                "features": "invariant (0e) node features: embedding, then after each interaction+product"}
 
     def batch(self, atoms_list: list[Atoms]) -> dict:
         """The model's input dict for prepared structures, built as MACECalculator does."""
@@ -302,7 +301,7 @@ class MACEBackbone(Backbone):
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.batch(atoms_list).items()}
                 return last_output(last, lambda: model(batch, compute_force=False, training=True))[:, scalars]
 
-            return TrainableView(self, model, ("interactions", "products"), self.info.dim, lambda atoms: atoms, run,
+            return TrainableView(self, model, self.trainable_prefixes, self.info.dim, lambda atoms: atoms, run,
                                  device)
 
         return make_view(self, device, build)

@@ -37,27 +37,26 @@ Z = 1..117. ORB's featurizer one-hot has 118 classes (index = Z), so Og (Z=118) 
 featurized.
 
 Weights. Pass ``weights=PATH`` for a local checkpoint. Otherwise the file is looked up in
-the hacknip cache and downloaded from orb-models' official URL for that model name. The
-architecture and the loader are orb-models' own: the registry builder calls ``load_model``,
-which uses ``torch.load(weights_only=True)`` and a strict state-dict load. Loading uses
-precision "float32-highest" and no ``torch.compile``. The global torch default dtype and
-matmul precision are restored afterwards.
+the hacknip cache and downloaded from orb-models' official URL for that model name. As in
+orb-models, architecture and weights are apart: :meth:`ORBBackbone.architecture` builds the
+network that orb-models' registry builder for that name builds (in float32, orb-models'
+"float32-highest" precision, global torch settings left as found), and the state dict, read
+with ``torch.load(weights_only=True)``, is loaded strictly. No ``torch.compile``.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 import warnings
 
 import numpy as np
 import torch
 from ase import Atoms
 
-from ..errors import CorruptWeightsError, InvalidOptionError, InvalidStructureError, UnknownModelError
-from ..weights import resolve_weights, sha256_file
+from ..errors import InvalidOptionError, InvalidStructureError, UnknownModelError
 from ._hooks import capture_outputs
-from .base import Backbone, BackboneInfo, ForwardResult
+from .base import ForwardResult
+from .nip import NIPBackbone
 
 #: orb-models' featurizer one-hot width: atomic numbers must be below this.
 _ONE_HOT_CLASSES = 118
@@ -79,7 +78,25 @@ def weights_url(model: str) -> str:
     return inspect.signature(ORB_PRETRAINED_MODELS[model]).parameters["weights_path"].default
 
 
-class ORBBackbone(Backbone):
+def _check_model(model: str) -> None:
+    if model not in available_models():
+        raise UnknownModelError(f"unknown ORB model {model!r}; valid names: {', '.join(available_models())}")
+
+
+def _architecture_call(model: str) -> tuple[str, dict]:
+    """The orb-models architecture function and its arguments that ``model``'s registry builder uses
+    (orb_models/forcefield/pretrained.py): v2 models differ in depth, v3 in kind and neighbour limit."""
+    if model.startswith("orb-v3-"):
+        kind = model.split("-")[2]  # "conservative" or "direct"
+        options = {"max_num_neighbors": 20 if "-20-" in model else 120}
+        if model.endswith("-omol"):
+            options.update(has_charge_spin_cond=True, has_stress=False)
+        return f"orb_v3_{kind}_architecture", options
+    steps = {"orb-d3-sm-v2": 10, "orb-d3-xs-v2": 5}.get(model, 15)
+    return "orb_v2_architecture", {"num_message_passing_steps": steps, "max_num_neighbors": 20}
+
+
+class ORBBackbone(NIPBackbone):
     """ORB through orb-models' own featurizer, batching and ``predict``.
 
     Parameters
@@ -95,47 +112,63 @@ class ORBBackbone(Backbone):
     """
 
     name = "orb"
+    title = "ORB"
+    default_model = "orb-v2"
     needs_cell = False
     # ORB feeds raw edge unit vectors to its MLPs. It is not equivariant by construction,
     # so features at depth >= 1 change under rotation (trained weights only approximately).
     rotation_invariant = False
+    trainable_prefixes = ("model.gnn_stacks",)
 
     def __init__(self, model: str = "orb-v2", *, weights=None, features: str = "node",
                  device: str = "cpu", **options) -> None:
-        super().__init__(device=device, **options)
-        from orb_models.forcefield.nn_util import ChargeSpinConditioner
-        from orb_models.forcefield.pretrained import ORB_PRETRAINED_MODELS
-
-        if model not in available_models():
-            raise UnknownModelError(f"unknown ORB model {model!r}; valid names: {', '.join(available_models())}")
+        _check_model(model)
         if features not in FEATURE_MODES:
             raise InvalidOptionError(f"features must be one of {FEATURE_MODES}, got {features!r}")
-        url = weights_url(model)
-        path = resolve_weights(model=f"ORB {model}", filename=os.path.basename(url), url=url, path=weights)
-        self.model = _load(ORB_PRETRAINED_MODELS[model], path, str(self.device), model)
-        self.model.eval()
-        for parameter in self.model.parameters():
-            parameter.requires_grad_(False)
-        self._dtype = next(self.model.parameters()).dtype
-        gns = self.model.model
         self.features = features
+        super().__init__(model, weights=weights, device=device, **options)
+
+    def official_weights(self, model: str) -> str:
+        return weights_url(model)
+
+    @classmethod
+    def architecture(cls, model: str = "orb-v2", config=None):
+        """orb-models' untrained network of ``model``, in float32 (orb-models' "float32-highest"
+        precision), built as its registry builder does; global torch settings are left as found."""
+        from orb_models.forcefield import pretrained
+        from orb_models.forcefield.atomic_system import SystemConfig
+
+        _check_model(model)
+        function, options = _architecture_call(model)
+        system_config = SystemConfig(radius=6.0, max_num_neighbors=options.pop("max_num_neighbors"))
+        dtype, matmul = torch.get_default_dtype(), torch.get_float32_matmul_precision()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # orb-models warns that it sets the global dtype
+                network = getattr(pretrained, function)(device="cpu", system_config=system_config, **options)
+                return network.to(pretrained.set_torch_precision("float32-highest"))
+        finally:
+            torch.set_default_dtype(dtype)
+            torch.set_float32_matmul_precision(matmul)
+
+    def depth_modules(self):
+        gns = self.model.model
+        return [gns._encoder._node_fn, *gns.gnn_stacks]
+
+    def describe(self) -> dict:
+        from orb_models.forcefield.nn_util import ChargeSpinConditioner
+
+        gns = self.model.model
+        self._dtype = next(self.model.parameters()).dtype
         # Conservative models take forces/stress as energy gradients, so they need autograd.
         self.conservative = hasattr(self.model, "grad_forces_name")
         self.needs_charge_spin = isinstance(gns.conditioner, ChargeSpinConditioner)
         self.system_config = self.model.system_config
-        self._depth_modules = [gns._encoder._node_fn, *gns.gnn_stacks]
         decoder_out = [m for m in gns._decoder.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
         n_z = min(_ONE_HOT_CLASSES, gns.atom_emb.embeddings.num_embeddings)
-        self.info = BackboneInfo(
-            name=self.name,
-            model=model,
-            weights_sha256=sha256_file(path),
-            n_depths=len(self._depth_modules),
-            dim=decoder_out if features == "decoder" else gns.gnn_stacks[0].latent_dim,
-            cutoff=float(self.system_config.radius),
-            elements=frozenset(range(1, n_z)),
-            features=features,
-        )
+        return {"dim": decoder_out if self.features == "decoder" else gns.gnn_stacks[0].latent_dim,
+                "cutoff": float(self.system_config.radius), "elements": frozenset(range(1, n_z)),
+                "features": self.features}
 
     @property
     def max_num_neighbors(self) -> int:
@@ -229,20 +262,7 @@ class ORBBackbone(Backbone):
                 batch = batch_graphs(graphs).to(device)
                 return last_output(last, lambda: model.predict(batch))
 
-            return TrainableView(self, model, ("model.gnn_stacks",), self.info.dim, self._graph, run, device)
+            return TrainableView(self, model, self.trainable_prefixes, self.info.dim, self._graph, run, device)
 
         return make_view(self, device, build)
 
-
-def _load(builder, path, device: str, name: str):
-    """Build and fill a model with orb-models' registry builder, leaving global torch state as found."""
-    dtype, matmul = torch.get_default_dtype(), torch.get_float32_matmul_precision()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # orb-models warns that it sets the global dtype
-            return builder(weights_path=str(path), device=device, precision="float32-highest", compile=False)
-    except Exception as exc:
-        raise CorruptWeightsError(f"cannot load ORB {name} weights from {path}: {exc}") from exc
-    finally:
-        torch.set_default_dtype(dtype)
-        torch.set_float32_matmul_precision(matmul)

@@ -15,6 +15,7 @@ shift/scale in the config), so plain numeric numpy arrays are allow-listed, noth
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -22,16 +23,40 @@ from ase import Atoms
 
 from .._trusted import import_trusted
 from ..errors import CorruptWeightsError, UnknownModelError
-from ..weights import resolve_weights, sha256_file
 from ._hooks import StopForward, capture_outputs, run_until
 from ._irreps import scalar_index, uniform_width
-from .base import Backbone, BackboneInfo, ForwardResult
+from .base import ForwardResult
+from .nip import NIPBackbone
 
 #: Packaged models: name -> attribute of sevenn._const holding the checkpoint path.
 _PACKAGED = {"7net-0": "SEVENNET_0_11Jul2024", "7net-0_22May2024": "SEVENNET_0_22May2024",
              "7net-l3i5": "SEVENNET_l3i5"}
 #: sevenn orders stress xx, yy, zz, xy, yz, zx; ASE Voigt is xx, yy, zz, yz, xz, xy.
 _TO_ASE_VOIGT = [0, 1, 2, 4, 5, 3]
+
+
+def _sevenn(*modules: str) -> list:
+    """sevenn modules, imported with the weights-only switch scoped (see _trusted)."""
+    return import_trusted(*modules)
+
+
+def _packaged(model: str) -> str:
+    """Path of a checkpoint shipped in the sevenn wheel."""
+    if model not in _PACKAGED:
+        raise UnknownModelError(f"unknown SevenNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
+    return getattr(_sevenn("sevenn._const")[0], _PACKAGED[model])
+
+
+def _model_config(config: dict) -> dict:
+    """A checkpoint's config as ``sevenn.util.model_from_checkpoint`` completes it (old names, defaults)."""
+    const, util = _sevenn("sevenn._const", "sevenn.util")
+    defaults = {**const.model_defaults(config)}
+    config = util._patch_old_config(config)
+    for key, value in defaults.items():
+        if key not in config:
+            warnings.warn(f"{key} not in config, using default value {value}", UserWarning, stacklevel=2)
+            config[key] = value
+    return {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in config.items()}
 
 
 def _numpy_safe_globals() -> list:
@@ -43,7 +68,7 @@ def _numpy_safe_globals() -> list:
             (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype, *set(dtypes)]
 
 
-class SevenNetBackbone(Backbone):
+class SevenNetBackbone(NIPBackbone):
     """SevenNet through sevenn's own graph builder, torch_geometric batching and model.
 
     Parameters
@@ -58,47 +83,58 @@ class SevenNetBackbone(Backbone):
     """
 
     name = "sevennet"
+    title = "SevenNet"
+    default_model = "7net-0"
     needs_cell = False  # sevenn builds graphs of molecules without a cell, as its calculator does
+    checkpoint_contents = "tensors, numeric numpy arrays and plain Python values"
 
     def __init__(self, model: str = "7net-0", *, weights=None, device: str = "cpu", **options) -> None:
-        super().__init__(device=device, **options)
         # e3nn loads a packaged file at import time that weights_only refuses: trust it, scoped.
-        const, util, self._keys, graph_data, dataload = import_trusted(
-            "sevenn._const", "sevenn.util", "sevenn._keys", "sevenn.atom_graph_data", "sevenn.train.dataload")
+        self._keys, graph_data, dataload = _sevenn("sevenn._keys", "sevenn.atom_graph_data", "sevenn.train.dataload")
         self._graph_data, self._to_graph = graph_data.AtomGraphData, dataload.unlabeled_atoms_to_graph
-        if weights is None:
-            if model not in _PACKAGED:
-                raise UnknownModelError(f"unknown SevenNet model {model!r}; packaged: {', '.join(_PACKAGED)}")
-            weights = getattr(const, _PACKAGED[model])
-        else:
-            model = os.path.basename(str(weights))
-        path = resolve_weights(model=f"SevenNet {model}", filename=os.path.basename(str(weights)), url=None, path=weights)
-        try:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            self.model, config = util.model_from_checkpoint(checkpoint)
-        except Exception as exc:
-            raise CorruptWeightsError(
-                f"cannot load SevenNet checkpoint {path} with weights_only=True (it must hold only "
-                f"tensors, numeric numpy arrays and plain Python values): {exc}") from exc
-        self.model.to(self.device).eval()
-        for parameter in self.model.parameters():
-            parameter.requires_grad_(False)
+        if weights is not None:
+            model = os.path.basename(str(weights))  # a user's checkpoint is named by its file
+        super().__init__(model, weights=weights, device=device, **options)
+
+    def official_weights(self, model: str) -> str:
+        return _packaged(model)
+
+    @classmethod
+    def safe_globals(cls) -> list:
+        return _numpy_safe_globals()
+
+    @staticmethod
+    def split_checkpoint(checkpoint):
+        return _model_config(checkpoint["config"]), checkpoint["model_state_dict"]
+
+    @classmethod
+    def architecture(cls, model: str = "7net-0", config: dict | None = None):
+        """sevenn's E(3)-equivariant network for ``config`` (a checkpoint's; default: the packaged
+        ``model``'s)."""
+        if config is None:
+            config = _model_config(cls.read_checkpoint(_packaged(model))["config"])
+        return _sevenn("sevenn.model_build")[0].build_E3_equivariant_model(config)
+
+    def load_state(self, network, state) -> None:
+        # as sevenn.util.model_from_checkpoint: checkpoints before April 2024 name modules differently
+        missing, _ = network.load_state_dict(state, strict=False)
+        if missing:
+            missing, unused = network.load_state_dict(_sevenn("sevenn.util")[0]._map_old_model(state), strict=False)
+            if unused:
+                warnings.warn(f"Some keys are not used: {unused}", UserWarning, stacklevel=2)
+        if missing:
+            raise CorruptWeightsError(f"the SevenNet checkpoint lacks parameters {missing}")
+
+    def depth_modules(self):
         modules = self.model._modules
         gates = [m.gate for key, m in modules.items() if key.endswith("_equivariant_gate")]
-        self._depth_modules = [modules["onehot_to_feature_x"].linear, *gates]
+        return [modules["onehot_to_feature_x"].linear, *gates]
+
+    def describe(self) -> dict:
         self._scalars = [scalar_index(m.irreps_out).to(self.device) for m in self._depth_modules]
-        dim = uniform_width(self._scalars, model=f"SevenNet checkpoint {path}")
-        self.info = BackboneInfo(
-            name=self.name,
-            model=model,
-            weights_sha256=sha256_file(path),
-            n_depths=len(self._depth_modules),
-            dim=dim,
-            cutoff=float(config["cutoff"]),
-            elements=frozenset(int(z) for z in self.model.type_map),
-            features="invariant 0e node channels after the embedding and each interaction block",
-        )
+        return {"dim": uniform_width(self._scalars, model=f"SevenNet checkpoint {self.weights_path}"),
+                "cutoff": float(self.config["cutoff"]), "elements": frozenset(int(z) for z in self.model.type_map),
+                "features": "invariant 0e node channels after the embedding and each interaction block"}
 
     def batch(self, atoms_list: list[Atoms]):
         """sevenn graphs of prepared structures, collated as its DataLoader does."""

@@ -19,22 +19,23 @@ UNSUPPORTED_Z = 79  # Au: not in the reduced z_table
 
 def make_model(*, hidden_irreps="128x0e", max_ell=2, correlation=3, num_interactions=2, seed=0,
                elements=ELEMENTS):
-    """A random-weight ScaleShiftMACE (float64) with MACE-MP-0's hyperparameters."""
-    modules, o3, torch_tools = import_trusted("mace.modules", "e3nn.o3", "mace.tools.torch_tools")
+    """A random-weight ScaleShiftMACE (float64) with MACE-MP-0's hyperparameters, from the adapter's
+    own ``architecture`` (the one that rebuilds saved weights)."""
+    from hacknip_ase.backbones.mace import MACEBackbone
+
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-    with torch_tools.default_dtype("float64"):
-        model = modules.ScaleShiftMACE(
-            r_max=6.0, num_bessel=10, num_polynomial_cutoff=5, max_ell=max_ell,
-            interaction_cls=block, interaction_cls_first=block,
-            num_interactions=num_interactions, num_elements=len(elements),
-            hidden_irreps=o3.Irreps(hidden_irreps), MLP_irreps=o3.Irreps("16x0e"),
-            atomic_energies=rng.uniform(-5.0, -0.5, len(elements)), avg_num_neighbors=30.0,
-            atomic_numbers=elements, correlation=correlation, gate=torch.nn.functional.silu,
-            radial_MLP=[64, 64, 64], atomic_inter_scale=0.8, atomic_inter_shift=0.1,
-        )
-    return model.eval()
+    config = dict(
+        r_max=6.0, num_bessel=10, num_polynomial_cutoff=5, max_ell=max_ell,
+        interaction_cls="RealAgnosticResidualInteractionBlock",
+        interaction_cls_first="RealAgnosticResidualInteractionBlock",
+        num_interactions=num_interactions, num_elements=len(elements),
+        hidden_irreps=hidden_irreps, MLP_irreps="16x0e",
+        atomic_energies=rng.uniform(-5.0, -0.5, len(elements)).tolist(), avg_num_neighbors=30.0,
+        atomic_numbers=elements, correlation=correlation, gate="silu",
+        radial_MLP=[64, 64, 64], atomic_inter_scale=0.8, atomic_inter_shift=0.1, dtype="float64",
+    )
+    return MACEBackbone.architecture("small", config).eval()
 
 
 def save(model, path):

@@ -1,5 +1,5 @@
-"""ORB-v2 with random weights: the real 15-layer orb-v2 architecture from orb-models' own
-builder, saved to ``tmp_path`` and loaded back through ``weights=PATH`` (no download)."""
+"""ORB-v2 with random weights: the adapter's own ``architecture("orb-v2")`` (orb-models' real
+15-layer orb-v2), saved to ``tmp_path`` and loaded back through ``weights=PATH`` (no download)."""
 
 import torch
 
@@ -12,10 +12,10 @@ UNSUPPORTED_Z = 118
 
 def save_random_orb_v2(path, seed: int = 0):
     """Save a random-weight orb-v2 state dict at ``path`` and return the path."""
-    from orb_models.forcefield.pretrained import orb_v2_architecture
+    from hacknip_ase.backbones.orb import ORBBackbone
 
     torch.manual_seed(seed)
-    model = orb_v2_architecture(device="cpu")  # 15 message-passing steps, latent 256
+    model = ORBBackbone.architecture("orb-v2")  # 15 message-passing steps, latent 256
     torch.save(model.state_dict(), path)
     return path
 

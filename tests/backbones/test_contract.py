@@ -36,6 +36,14 @@ def test_info_describes_the_model(backbone):
     assert info.cutoff > 0 and 14 in info.elements
 
 
+def test_architecture_is_the_network_the_weights_fill(backbone):
+    """The adapter's ``architecture`` (what tests fill with random weights) is the loaded network."""
+    untrained = type(backbone).architecture(backbone.info.model, backbone.config)
+    loaded = backbone.model.state_dict()
+    assert {k: v.shape for k, v in untrained.state_dict().items()} == {k: v.shape for k, v in loaded.items()}
+    assert not any(p.requires_grad for p in backbone.model.parameters())  # frozen
+
+
 @pytest.mark.parametrize("make", [rocksalt, perturbed_alloy, lambda: molecule("H2O")])
 def test_one_pass_equals_truncated_runs(backbone, make):
     atoms = make()

@@ -219,11 +219,10 @@ def test_partly_periodic_and_charge_info(orb):
 
 
 def test_conservative_orb_v3_gradients_and_depths(tmp_path):
-    from orb_models.forcefield.atomic_system import SystemConfig
-    from orb_models.forcefield.pretrained import orb_v3_conservative_architecture
+    from hacknip_ase.backbones.orb import ORBBackbone
 
     torch.manual_seed(1)
-    model = orb_v3_conservative_architecture(device="cpu", system_config=SystemConfig(radius=6.0, max_num_neighbors=20))
+    model = ORBBackbone.architecture("orb-v3-conservative-20-omat")
     path = tmp_path / "orb-v3-conservative-random.ckpt"
     torch.save(model.state_dict(), path)
     backbone = get_backbone("orb", model="orb-v3-conservative-20-omat", weights=path)
