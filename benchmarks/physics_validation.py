@@ -95,7 +95,7 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     from benchmarks.harness.results import git_info, hardware, write_json_atomic
     from benchmarks.tasks import get_task
     from hacknip_ase import get_backbone
-    from hacknip_ase.featurize import versions
+    from hacknip_ase.provenance import feature_versions as versions
     from hacknip_ase.physics import PhysicsSettings, physics_features
 
     torch.set_num_threads(1)  # one thread per process: the cost we report is CPU-s per structure on one core
@@ -151,7 +151,7 @@ def split_truth(path: Path) -> None:
     """Move a result file's ``targets`` into its sidecar (the committed file keeps metrics and NIP values)."""
     import gzip
 
-    from hacknip_ase.cache import atomic_write
+    from hacknip_ase.files import atomic_write
 
     result = json.loads(Path(path).read_text())
     if "targets" not in result:
@@ -179,7 +179,7 @@ def render(out_dir: Path = OUT_DIR) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hacknip_ase.cache import atomic_output
+    from hacknip_ase.files import atomic_output
 
     files = sorted(Path(out_dir).glob("*__*.json"))
     lines = ["# NIP-simulated physics vs DFT targets", "",

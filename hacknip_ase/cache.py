@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .files import atomic_output, atomic_write  # noqa: F401 - atomic_output: imported from here by callers
+from .files import atomic_write
 from .files import cache_dir as user_cache_dir
 
 MAGIC = b"HNIPEMB1"

@@ -23,13 +23,9 @@ from .engine import DEFAULT_BATCH_SIZE, Engine, cache_identity
 from .errors import InvalidOptionError
 from .featureset import FeatureSet, FeatureWriter
 from .inputs import as_source
-from .provenance import feature_versions as versions
-
-#: the old private name of :func:`hacknip_ase.inputs.as_source` (benchmarks/perf imports it)
-_as_source = as_source
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Engine", "FeatureSet", "FeatureWriter", "cache_identity", "featurize",
-           "featurize_to_file", "versions", "write_features"]
+           "featurize_to_file", "write_features"]
 
 
 def featurize(

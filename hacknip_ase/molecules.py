@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .cache import atomic_write
+from .files import atomic_write
 from .errors import EmbeddingFailedError, InvalidStructureError, MoleculeBuildError, StructureParseError
-from .weights import cache_dir
+from .files import cache_dir
 
 #: Bumped when the geometry recipe changes, so old cache entries are not reused.
 RECIPE_VERSION = 2  # 2: fragments (ions of a salt) placed apart before relaxation

@@ -133,7 +133,7 @@ def run_frozen(task, data, X, present, splits, nip, config: RunConfig = RunConfi
     """The frozen-embedding approach on one training subset of each split; returns the record."""
     from threadpoolctl import threadpool_limits
 
-    from .results import run_versions
+    from hacknip_ase.provenance import run_versions
     from hacknip_ase.heads.selection import SELECTION_RULE, selection_scheme
 
     from .run import fit_predictor, frozen_model, predict_scores

@@ -130,7 +130,7 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
 
 
 def _write_index(out: Path, entries: list[dict]) -> None:
-    from hacknip_ase.cache import atomic_write
+    from hacknip_ase.files import atomic_write
 
     path = out / "index.json"
     old = json.loads(path.read_text())["heads"] if path.is_file() else []

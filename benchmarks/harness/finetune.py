@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 
 from hacknip_ase.backbones import get_backbone
-from hacknip_ase.cache import atomic_output
+from hacknip_ase.files import atomic_output
 from hacknip_ase.errors import HackNIPError
 
 logger = logging.getLogger(__name__)

@@ -91,10 +91,10 @@ def run_finetune(task_name: str, backbone: str = "chgnet", config: RunConfig = R
     from tqdm.auto import tqdm
 
     from hacknip_ase.backbones import get_backbone
-    from hacknip_ase.weights import cache_dir
+    from hacknip_ase.files import cache_dir
 
     from ..tasks import CLASSIFICATION, get_task
-    from .results import run_versions
+    from hacknip_ase.provenance import run_versions
 
     c, o = config, options
     seed, progress = c.seed, c.progress

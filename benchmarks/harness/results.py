@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hacknip_ase.cache import atomic_write
-from hacknip_ase.provenance import package_versions
+from hacknip_ase.files import atomic_write, json_default
+from hacknip_ase.provenance import run_versions
 
 SCHEMA = "hacknip-bench-result"
 SCHEMA_VERSION = 1
@@ -54,7 +54,7 @@ def result_path(results_dir: str | os.PathLike, task: str, backbone: str, head: 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:
     """Write JSON atomically: readers never see half a file."""
-    return atomic_write(path, (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode())
+    return atomic_write(path, (json.dumps(obj, indent=1, default=json_default) + "\n").encode())
 
 
 def truth_path(path: str | os.PathLike) -> Path:
@@ -102,7 +102,7 @@ def iter_results(results_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
 
 
 def identity_hash(identity: Mapping) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=_jsonable).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=json_default).encode()).hexdigest()
 
 
 def summarize(folds: Sequence[Mapping]) -> dict:
@@ -268,22 +268,6 @@ def hardware() -> dict:
     return info
 
 
-def run_versions() -> dict:
-    return package_versions(("hacknip-ase", "numpy", "scikit-learn", "xgboost-cpu", "xgboost", "torch", "ase",
-                             "pymatgen", "chgnet", "sevenn", "modnet", "tensorflow-cpu", "matbench"))
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -167,11 +167,11 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", config:
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
-    from hacknip_ase.featurize import versions as feature_versions
+    from hacknip_ase.provenance import feature_versions
     from hacknip_ase.heads.selection import validation_split
 
     from ..tasks import CLASSIFICATION, get_task
-    from .results import run_versions
+    from hacknip_ase.provenance import run_versions
 
     start = time.perf_counter()
     recipe = recipe or recipe_for(head)

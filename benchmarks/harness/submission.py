@@ -37,7 +37,7 @@ def write_submission(out: str | os.PathLike, tasks: list[str], backbone: str, he
 
     from ..tasks import get_task
     from .matbench_record import MatbenchRecord
-    from .results import run_versions
+    from hacknip_ase.provenance import run_versions
 
     out = Path(out)
     records, data = {}, {}

@@ -27,7 +27,7 @@ import torch
 
 from hacknip_ase import featurize
 from hacknip_ase.distributed import RayEngine
-from hacknip_ase.featurize import _as_source
+from hacknip_ase.inputs import as_source
 
 _RUNS: list[dict] = []
 
@@ -44,7 +44,7 @@ def _ray(crystals, cache, batch_size: int, out, actors: int) -> dict:
     wall, cpu = time.perf_counter(), time.process_time()
     engine = RayEngine("chgnet", batch_size=batch_size, cache_dir=cache, actors=actors,
                        shard_size=4 * batch_size)  # several shards per actor
-    engine.run_to_file(_as_source(crystals, None, None), out)
+    engine.run_to_file(as_source(crystals, None, None), out)
     driver = time.process_time() - cpu
     return {"mode": f"ray{actors}", "wall": time.perf_counter() - wall, "cpu": driver + engine.actor_cpu_seconds,
             "driver_cpu": driver, "startup": engine.startup_seconds, "n": len(crystals), "computed": engine.computed}

@@ -121,7 +121,7 @@ def test_throughput(name, benchmark, crystals, elements, perf_options, tmp_path_
                                           progress=False), len(crystals))
 
     # warm-up (first-call allocations, lazy imports), not timed
-    featurize(crystals[:2], backbone, cache_dir=False, progress=False)
+    featurize(crystals[:2], backbone, cache=False, progress=False)
     plain_batched(name, backbone, crystals[:2])
     reference(backbone, crystals[0])
     plain_energy(name, backbone, crystals[0])

@@ -149,7 +149,7 @@ def render(results_dir: str | os.PathLike = "leaderboard/results", out: str | os
             lines += matbench_section(frecords, ftasks, reference_data, figures_rel, not_run, cold)
         else:
             lines += _generic_section(frecords, ftasks, figures_rel, not_run, cold)
-    from hacknip_ase.cache import atomic_write
+    from hacknip_ase.files import atomic_write
 
     return atomic_write(out, ("\n".join(lines).rstrip() + "\n").encode())
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import PredictorMismatchError
-from ..provenance import package_versions
+from ..provenance import predictor_versions
 from .domain import DomainDistance
 from .feature_sources import build_sources, embed, pbc_kind
 from .predictor_file import FORMAT, FORMAT_VERSION, read_predictor_file, reading, write_predictor_file
@@ -25,14 +25,6 @@ from .selection import (
 from .stages import choose_transform, initial_head, tune_head
 
 _IDENTITY_FIELDS = ("name", "model", "weights_sha256", "n_depths", "dim")
-_VERSIONED = ("hacknip-ase", "numpy", "scikit-learn", "xgboost-cpu", "tensorflow-cpu", "modnet", "ase", "torch",
-              "optuna")
-
-
-def _versions() -> dict:
-    return package_versions(_VERSIONED)
-
-
 def _info_dict(info) -> dict:
     """Identity of a backbone or descriptor source (BackboneInfo, built Backbone,
     CompositionSource or dict) as stored in the file."""
@@ -69,7 +61,7 @@ class Predictor:
         self.n_train = n_train
         self.seeds = seeds or {}
         self.selection = selection
-        self.versions = versions or _versions()
+        self.versions = versions or predictor_versions()
         #: how inputs became structures (``hacknip fit``: table columns, molecule recipe), reused by predict
         self.inputs = inputs
         #: "all" (every training structure fully periodic), "none" (none periodic: molecules),

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..cache import atomic_output
+from ..files import atomic_output
 from ..errors import PredictorFileError, PredictorMismatchError, UntrustedPredictorError
 from .base import SAFE_HEADS
 from .domain import DomainDistance

@@ -217,7 +217,7 @@ def physics_identity(source, settings: PhysicsSettings) -> dict | None:
     from ..backbones import Backbone
 
     if isinstance(source, Backbone):
-        from ..featurize import cache_identity
+        from ..engine import cache_identity
 
         base = cache_identity(source)
     else:
@@ -231,6 +231,6 @@ def physics_root(cache_dir=None) -> Path:
     """Root of the physics cache: ``<cache_dir>/physics``, by default under the user cache."""
     if cache_dir is not None:
         return Path(cache_dir) / "physics"
-    from ..weights import cache_dir as user_cache_dir
+    from ..files import cache_dir as user_cache_dir
 
     return user_cache_dir() / "physics"

@@ -108,7 +108,7 @@ class ElementalReferences:
             self.records[symbol] = self._compute(symbol)
             self.cpu_seconds += time.process_time() - start
             if self.path is not None:
-                from ..cache import atomic_write
+                from ..files import atomic_write
 
                 merged = {**self._read(), **self.records}  # another process may have added elements
                 self.records = merged

@@ -98,7 +98,7 @@ def fit_table(path, out, *, target: str, smiles: str | None = None, structures: 
 def _write_csv(path: Path, columns: dict[str, list]) -> Path:
     import pandas as pd
 
-    from ..cache import atomic_write
+    from ..files import atomic_write
 
     return atomic_write(path, pd.DataFrame(columns).to_csv(index=False).encode())
 
