@@ -193,6 +193,19 @@ class MatbenchFile(StructureSource):
     def __len__(self) -> int:
         return len(self._load()["data"])
 
+    @property
+    def columns(self) -> list[str]:
+        """The table's column names ("structure" and the target)."""
+        return list(self._load()["columns"])
+
+    def column(self, name: str) -> list:
+        """One column's values in file order (the target, for a benchmark)."""
+        table = self._load()
+        if name not in table["columns"]:
+            raise StructureParseError(f"{self.path} has no column {name!r}; columns: {', '.join(table['columns'])}")
+        index = table["columns"].index(name)
+        return [row[index] for row in table["data"]]
+
     def entries(self):
         return self._rows(0, None)
 

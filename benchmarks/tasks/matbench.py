@@ -82,13 +82,13 @@ class MatbenchTask(Task):
         from matbench.constants import MBID_KEY
 
         reader = self._reader(data_dir)
-        try:  # the reader parses the file once; its table also holds the target column (no public accessor yet)
-            table = reader._load()
+        try:  # the reader parses the file once; its table also holds the target column
+            columns = reader.columns
         except StructureParseError as exc:
             raise DataFormatError(str(exc)) from exc
-        if self.target not in table["columns"]:
+        if self.target not in columns:
             raise DataFormatError(f"{reader.path} is not a Matbench file with columns structure and {self.target!r}")
-        ids = matbench_ids(self.short, len(table["data"]))
+        ids = matbench_ids(self.short, len(reader))
         official = matbench_task(self.dataset)
         expected = {i for fold in official.folds_keys for i in official.validation[fold].test}
         if set(ids) != expected:
@@ -97,8 +97,7 @@ class MatbenchTask(Task):
                 f"{len(expected)} (is the file complete and in its original order?)"
             )
         atoms = [structure for _, structure in reader]  # in file order, ids as above
-        t_col = table["columns"].index(self.target)
-        targets = np.array([row[t_col] for row in table["data"]], dtype=float)
+        targets = np.array(reader.column(self.target), dtype=float)
         frame = pd.DataFrame({official.metadata.input_type: atoms, self.target: targets},
                              index=pd.Index(ids, name=MBID_KEY))
         return TaskData(ids=ids, inputs=atoms, targets=targets, target_names=(self.target,),

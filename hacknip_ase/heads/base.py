@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ..files import json_default
 from .standardization import standardization
 from .transforms import forward, inverse
 
@@ -136,8 +137,5 @@ class ClassifierHead(ClassifierMixin, Head):
 
 
 def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    """A fitted attribute as stored in the file: numpy values as JSON, anything else as it is."""
+    return json_default(value) if isinstance(value, np.ndarray | np.generic) else value
