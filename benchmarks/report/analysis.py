@@ -113,13 +113,18 @@ def best_depth(record: Mapping) -> int:
 
 
 def collect(results_dir) -> dict:
-    """{backbone: {task: record}} of the analysis head's complete results."""
+    """{backbone: {task: record}} of the analysis head's complete results with NIP embeddings
+    (not the composition or physics baselines: they have no depths)."""
+    from hacknip_ase.backbones import available_backbones
+
     from ..harness.results import iter_results
 
+    nips = set(available_backbones())
     found: dict = defaultdict(dict)
     for _, record in iter_results(results_dir):
         model = record.get("model", {})
-        if model.get("kind") == "frozen" and model.get("head") == ANALYSIS_HEAD and record.get("status") == "complete":
+        if (model.get("kind") == "frozen" and model.get("head") == ANALYSIS_HEAD and record.get("status") == "complete"
+                and model.get("backbone", {}).get("name") in nips):
             found[model["backbone"]["name"]][record["task"]["name"]] = record
     return dict(found)
 

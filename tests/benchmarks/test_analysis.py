@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from benchmarks.report.analysis import best_depth, collapse, depth_errors, feature_jsd, jensen_shannon, normalized_errors
+from benchmarks.harness.results import SCHEMA, SCHEMA_VERSION, write_json_atomic
+from benchmarks.report.analysis import (
+    best_depth,
+    collapse,
+    collect,
+    depth_errors,
+    feature_jsd,
+    jensen_shannon,
+    normalized_errors,
+)
 
 
 def test_normalized_errors_are_zero_at_the_best_depth_and_one_at_the_worst():
@@ -53,3 +62,18 @@ def test_depth_errors_and_best_depth_from_result_records():
     np.testing.assert_allclose(depth_errors(classification), [0.25, 0.25])  # 1 - ROC-AUC
     assert best_depth(classification) == 0  # a tie goes to the shallower depth
     assert best_depth(_record("regression", [[0, 0]] * 3, [[1], [0], [1]])) == 1
+
+
+def test_collect_takes_the_nip_rows_of_the_analysis_head_only(tmp_path):
+    def result(task, backbone, head="xgboost", status="complete"):
+        path = tmp_path / task / f"{backbone}__{head}.json"
+        path.parent.mkdir(exist_ok=True)
+        write_json_atomic(path, {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "task": {"name": task},
+                                 "status": status, "folds": [],
+                                 "model": {"kind": "frozen", "head": head, "backbone": {"name": backbone}}})
+
+    result("matbench_jdft2d", "chgnet")
+    result("matbench_jdft2d", "composition")  # a baseline without depths
+    result("matbench_jdft2d", "chgnet", head="mlp")
+    result("bace", "sevennet", status="partial")
+    assert {b: sorted(t) for b, t in collect(tmp_path).items()} == {"chgnet": ["matbench_jdft2d"]}
