@@ -141,7 +141,7 @@ def analyze_depth(results_dir="leaderboard/results", out_dir="leaderboard/analys
     records = collect(results_dir)
     if backbones:
         records = {b: r for b, r in records.items() if b in backbones}
-    summary: dict = {"backbones": {}, "bins": bins}
+    summary: dict = {"backbones": {}, "bins": bins, "umap_max": umap_max, "jsd_structures": jsd_structures}
     for backbone, by_task in sorted(records.items()):
         tasks = sorted(by_task, key=lambda t: (by_task[t]["task"]["family"] in MOLECULE_FAMILIES, t))
         curves = {t: depth_errors(by_task[t]) for t in tasks}

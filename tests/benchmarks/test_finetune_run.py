@@ -131,3 +131,17 @@ def test_efficiency_study_writes_runs_and_figures(tmp_path, cache):
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     # the study's files stay out of the leaderboard's per-task tables
     assert iter_results(tmp_path / "results") == []
+
+
+def test_epoch_bar_continues_a_resumed_run_at_its_checkpoint():
+    from types import SimpleNamespace
+
+    from benchmarks.harness.finetune_run import _EpochBar
+
+    bar = _EpochBar(200, "fold_0", enabled=True)
+    bar(SimpleNamespace(resumed_from_=35), {"epoch": 36, "val_mae": 1.0})
+    assert bar.bar.n == 36 and bar.bar.initial == 35
+    fresh = _EpochBar(200, "fold_1", enabled=True)
+    fresh(SimpleNamespace(resumed_from_=None), {"epoch": 0, "val_mae": 2.0})
+    fresh(SimpleNamespace(resumed_from_=None), {"epoch": 1, "val_mae": 1.5})
+    assert fresh.bar.n == 1
