@@ -63,9 +63,8 @@ class _EpochBar:
         self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False, disable=not enabled)
 
     def __call__(self, tuner, record) -> None:
-        resumed = getattr(tuner, "resumed_from_", None)
-        if resumed and self.bar.n < resumed:  # a resumed run continues the bar (and its rate) at its checkpoint
-            self.bar.initial = self.bar.n = resumed
+        if tuner.resumed_from_ and self.bar.n < tuner.resumed_from_:  # continue (and rate) from the checkpoint
+            self.bar.initial = self.bar.n = tuner.resumed_from_
         if record["epoch"] > 0:
             self.bar.update(1)
         self.bar.set_postfix(val_mae=f"{record['val_mae']:.4g}")
