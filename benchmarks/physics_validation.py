@@ -34,17 +34,22 @@ from pathlib import Path
 
 import numpy as np
 
+from hacknip_ase.sources import PHYSICS_SOURCES
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "leaderboard" / "physics"
 #: task -> (quantities computed, [(label, column, transform)]) compared with the target.
+#: The quantities are those of a physics feature source (hacknip_ase.sources.PHYSICS_SOURCES), so a
+#: validation run fills the cache the accuracy rows read (``--features physics-moduli``).
 TASKS = {
-    "matbench_log_kvrh": (("eos", "elastic"), [("K_VRH (Hill)", "bulk_modulus_vrh", "log10"),
-                                               ("K_EOS", "eos_bulk_modulus", "log10"),
-                                               ("K_Voigt", "bulk_modulus_voigt", "log10")]),
-    "matbench_log_gvrh": (("eos", "elastic"), [("G_VRH (Hill)", "shear_modulus_vrh", "log10"),
-                                               ("G_Voigt", "shear_modulus_voigt", "log10")]),
-    "matbench_phonons": (("phonon",), [("Gamma max", "gamma_max_frequency", "identity")]),
-    "matbench_perovskites": (("energy", "formation"), [("E_form x n_atoms", "formation_energy_per_atom", "per_cell")]),
+    "matbench_log_kvrh": (PHYSICS_SOURCES["physics-moduli"], [("K_VRH (Hill)", "bulk_modulus_vrh", "log10"),
+                                                              ("K_EOS", "eos_bulk_modulus", "log10"),
+                                                              ("K_Voigt", "bulk_modulus_voigt", "log10")]),
+    "matbench_log_gvrh": (PHYSICS_SOURCES["physics-moduli"], [("G_VRH (Hill)", "shear_modulus_vrh", "log10"),
+                                                              ("G_Voigt", "shear_modulus_voigt", "log10")]),
+    "matbench_phonons": (PHYSICS_SOURCES["physics-phonons"], [("Gamma max", "gamma_max_frequency", "identity")]),
+    "matbench_perovskites": (PHYSICS_SOURCES["physics"], [("E_form x n_atoms", "formation_energy_per_atom",
+                                                           "per_cell")]),
 }
 
 
@@ -87,9 +92,46 @@ def compare(values: np.ndarray, targets: np.ndarray, n_atoms: np.ndarray, transf
     }
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """"K/N" -> (K, N), 0 <= K < N: every N-th row from row K."""
+    if text is None:
+        return None
+    k, _, n = text.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        raise ValueError(f"--shard must be K/N (integers), got {text!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def shard_path(out_dir: Path, task_name: str, backbone_name: str, shard: tuple[int, int]) -> Path:
+    return Path(out_dir) / "shards" / f"{task_name}__{backbone_name}.{shard[0]}of{shard[1]}.json"
+
+
+def _shard_costs(out_dir: Path, task_name: str, backbone_name: str, settings: dict, rows: np.ndarray) -> dict | None:
+    """CPU time and structures computed by the shard runs of these rows and settings (parallel
+    processes that filled the cache the whole-set run then reads), or None if there are none."""
+    found = []
+    for path in sorted((Path(out_dir) / "shards").glob(f"{task_name}__{backbone_name}.*of*.json")):
+        shard = json.loads(path.read_text())
+        if shard["settings"] == settings and set(shard["subset"]["rows"]) <= set(rows.tolist()):
+            found.append((path.name, shard["cost"]))
+    if not found:
+        return None
+    return {"files": [name for name, _ in found], "cpu_seconds": sum(c["cpu_seconds"] for _, c in found),
+            "computed": sum(c["computed"] for _, c in found)}
+
+
 def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, data_dir=None, cache_dir=None,
-        out_dir: Path = OUT_DIR, progress: bool = True, batch_size: int = 16, settings: dict | None = None) -> Path:
-    """Compute the task's physics quantities on its (subset of) structures and write the result file."""
+        out_dir: Path = OUT_DIR, progress: bool = True, batch_size: int = 16, settings: dict | None = None,
+        shard: tuple[int, int] | None = None) -> Path:
+    """Compute the task's physics quantities on its (subset of) structures and write the result file.
+
+    ``shard=(K, N)`` computes every N-th of those rows from row K (one of N parallel processes) and
+    writes ``out_dir/shards/<task>__<backbone>.KofN.json``; the whole-set run afterwards reads them
+    from the cache and reports the shards' CPU time as its cost."""
     import torch
 
     from benchmarks.harness.results import git_info, hardware, write_json_atomic
@@ -102,6 +144,8 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     quantities, comparisons = TASKS[task_name]
     data = get_task(task_name).load(data_dir or os.environ.get("HACKNIP_DATA_DIR"))
     rows = subset_rows(len(data), subset, seed)
+    if shard is not None:
+        rows = rows[shard[0]::shard[1]]
     structures = [data.inputs[i] for i in rows]
     ids = [data.ids[i] for i in rows]
     targets = np.asarray(data.targets, float)[rows]
@@ -131,12 +175,20 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
         "git": git_info(ROOT), "hardware": hardware(), "versions": versions(backbone_name),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    result["shard"] = None if shard is None else {"k": shard[0], "n": shard[1]}
+    shards = None if shard is not None else _shard_costs(out_dir, task_name, backbone_name, metadata["settings"], rows)
+    if shards is not None and shards["computed"] > metadata["computed"]:
+        per = shards["cpu_seconds"] / shards["computed"]
+        result["cost"].update(shards=shards, cpu_seconds_per_computed_structure=per,
+                              projected_full_cpu_hours=per * len(data) / 3600)
     for label, column, transform in comparisons:
         metrics = compare(values[:, index[column]], targets, n_atoms, transform)
         result["comparisons"][label] = {"column": column, "transform": transform, **metrics}
     result["values"] = {c: [None if not np.isfinite(v) else float(v) for v in values[:, index[c]]]
                         for c in {c for _, c, _ in comparisons}}
-    path = Path(out_dir) / f"{task_name}__{backbone_name}.json"
+    path = Path(out_dir) / f"{task_name}__{backbone_name}.json" if shard is None \
+        else shard_path(out_dir, task_name, backbone_name, shard)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, result)
     split_truth(path)
     return path
@@ -199,6 +251,8 @@ def render(out_dir: Path = OUT_DIR) -> Path:
         per = cost["cpu_seconds_per_computed_structure"]
         full = cost["projected_full_cpu_hours"]
         per_text = _fmt(per, 2) if per is not None else f"cached ({cost['cached']} rows)"
+        if cost.get("shards"):
+            per_text += f" ({len(cost['shards']['files'])} shard processes)"
         subset = result["subset"]
         targets = _targets(path, result)  # None without the sidecar: table only, plots kept as they are
         figure, axes = plt.subplots(1, len(result["comparisons"]), figsize=(4.2 * len(result["comparisons"]), 4),
@@ -275,13 +329,19 @@ def main(argv=None) -> int:
     go.add_argument("--batch-size", type=int, default=16)
     go.add_argument("--no-progress", action="store_true")
     go.add_argument("--out-dir", default=str(OUT_DIR))
+    go.add_argument("--shard", default=None, metavar="K/N",
+                    help="only every N-th row from row K (run N processes, then once without --shard)")
     show = sub.add_parser("render", help="write the README table and parity plots")
     show.add_argument("--out-dir", default=str(OUT_DIR))
     args = parser.parse_args(argv)
     if args.command == "run":
+        try:
+            shard = parse_shard(args.shard)
+        except ValueError as exc:
+            parser.error(str(exc))  # one line, exit 2
         path = run(args.task, args.backbone, subset=args.subset, seed=args.seed, data_dir=args.data_dir,
                    cache_dir=args.cache_dir, out_dir=Path(args.out_dir), progress=not args.no_progress,
-                   batch_size=args.batch_size)
+                   batch_size=args.batch_size, shard=shard)
         result = json.loads(path.read_text())
         for label, comp in result["comparisons"].items():
             print(f"{result['task']} {result['backbone']} {label}: n_valid {comp['n_valid']}/{comp['n']} "

@@ -9,7 +9,9 @@ Tc in K from 3DSC's ln Tc) through a target transform that makes the fitted targ
 benchmark's. The applicability domain keeps a seeded subset of ``DOMAIN_REFERENCE`` training
 embeddings so that the files stay small, and the training structures' periodicity (all
 periodic here), so that a molecule gets an infinite domain distance. ``index.json`` records each head's provenance and the
-cross-validated MAE of its leaderboard row (the benchmark's own folds).
+cross-validated MAE of its leaderboard row (the benchmark's own folds). A hacknip-auto row's
+search, stopped by a CPU budget in the benchmark, runs a fixed number of seeded trials here
+(:func:`reproducible`), so a rebuild gives the same files on any machine.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,16 @@ SPECS = (
 _TO_PROPERTY = {"identity": lambda y: y, "10**": lambda y: np.power(10.0, y), "exp": np.exp}
 
 
+def reproducible(recipe, record: dict):
+    """``recipe`` with a search that a CPU budget stops replaced by a fixed trial count: the median
+    its leaderboard row's folds reached (seeded TPE: the rebuild is deterministic, on any machine)."""
+    if not recipe.tune_cpu_budget:
+        return recipe
+    trials = [f["choices"]["tuning"]["n_trials"] for f in record["folds"] if (f.get("choices") or {}).get("tuning")]
+    n_trials = min(int(np.ceil(np.median(trials))), recipe.tune_trials) if trials else recipe.tune_trials
+    return replace(recipe, tune_trials=n_trials, tune_cpu_budget=None)
+
+
 def leaderboard_rows(results_dir, backbone: str) -> dict:
     """{task: {head: record}} of the complete frozen rows of ``backbone`` for shippable heads."""
     rows: dict = {}
@@ -99,7 +111,7 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
         data = load_task(task, nip, data_dir=data_dir, progress=progress)
         X, present, _ = embed(data, nip, cache_dir=cache_dir, progress=progress)
         y = _TO_PROPERTY[spec.to_property](np.asarray(data.targets, dtype=float)[present])
-        recipe = recipe_for(head)
+        recipe = reproducible(recipe_for(head), record)
         arrays, infos = [X[present]], [nip.info]
         for name in recipe.descriptors:
             source = get_source(name, cache_dir=cache_dir, nip=nip)
@@ -122,7 +134,7 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
             "dataset": spec.dataset, "task": spec.task, "n_train": int(present.sum()), "head": head,
             "depths": predictor.metadata()["depths_label"], "cv_mae": summary["mean"], "cv_std": summary["std"],
             "cv_units": spec.cv_units, "cv_protocol": record["task"]["split"],
-            "cv_result": f"leaderboard/results/{spec.task}/{backbone}__{head}.json",
+            "cv_result": f"leaderboard/results/{spec.task}/{backbone}__{head}.json", "recipe": recipe.as_dict(),
             "seconds": {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu},
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "git": git_info()})
     _write_index(out, entries)

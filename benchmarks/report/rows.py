@@ -29,12 +29,15 @@ def fmt(value, digits: int = 4) -> str:
 
 
 def short_features(label: str, n_depths: int) -> str:
-    """"chgnet:0+...+chgnet:4+composition:0" -> "all+comp"; "chgnet:3" -> "3"; "composition:0" -> "comp"."""
+    """"chgnet:0+...+chgnet:4+composition:0" -> "all+comp"; "chgnet:3" -> "3"; "composition:0" -> "comp";
+    "physics-phonons:0" -> "physics-phonons"."""
     depths, extras = [], []
     for part in label.split("+"):
         source, _, depth = part.rpartition(":")
         if source == "composition" or part == "composition":
             extras.append("comp")
+        elif (source or part).startswith("physics"):
+            extras.append(source or part)
         else:
             depths.append(depth or part)
     core = "all" if len(depths) == n_depths and n_depths > 1 else "+".join(depths)

@@ -119,3 +119,14 @@ def test_export_heads_ships_the_best_rows_recipe(tmp_path, monkeypatch):
     predictor = load_predictor(tmp_path / "heads" / entry["file"])
     assert [r["name"] for r in predictor.backbones] == ["chgnet", "composition"]
     assert "transform" in predictor.selection  # the recipe's choices were made on the whole dataset's inner CV
+
+
+def test_export_replaces_a_cpu_budget_by_the_folds_median_trial_count():
+    from benchmarks.harness.export import reproducible
+    from benchmarks.harness.recipe import PRESETS, Recipe
+
+    record = {"folds": [{"choices": {"tuning": {"n_trials": n}}} for n in (2, 3, 3, 5, 9)]}
+    recipe = reproducible(PRESETS["auto"], record)
+    assert recipe.tune_trials == 3 and recipe.tune_cpu_budget is None and recipe.preset == "auto"
+    assert reproducible(PRESETS["auto"], {"folds": [{"choices": {"tuning": {"n_trials": 40}}}]}).tune_trials == 10
+    assert reproducible(Recipe(head="mlp"), record) == Recipe(head="mlp")  # nothing stopped by a budget

@@ -149,6 +149,24 @@ def test_predictor_with_composition_round_trips_and_serves_the_calculator(alloys
     assert np.isfinite(water.get_properties(["e_atom"])["e_atom"])
 
 
+def test_physics_sources_compute_their_own_quantities(chgnet, tmp_path):
+    from hacknip_ase.physics.records import COLUMN_INFO, PHYSICS_COLUMNS
+    from hacknip_ase.sources import PHYSICS_SOURCES, build_source
+
+    structures = [bulk("Cu", "fcc", a=3.61), bulk("Al", "fcc", a=4.04)]  # near equilibrium: the EOS has its minimum
+    moduli = build_source("physics-moduli", backbone=chgnet, cache_dir=tmp_path)
+    values = moduli.embed(structures)[:, 0]
+    for column, (_, quantity) in COLUMN_INFO.items():  # the moduli columns and nothing else
+        finite = np.isfinite(values[:, PHYSICS_COLUMNS.index(column)])
+        assert finite.all() if quantity in ("eos", "elastic") else not finite.any(), column
+    cheap = build_source("physics", backbone=chgnet, cache_dir=tmp_path)
+    assert moduli.info["name"] == "physics-moduli" and cheap.info["name"] == "physics"
+    assert moduli.info["weights_sha256"] != cheap.info["weights_sha256"]  # the quantities key the record
+    assert set(PHYSICS_SOURCES) == {"physics", "physics-moduli", "physics-phonons"}
+    with pytest.raises(ValueError, match="physics-everything"):
+        build_source("physics-everything", backbone=chgnet)
+
+
 def test_physics_source_feeds_a_predictor(alloys, embeddings, chgnet, split, tmp_path):
     from hacknip_ase.physics import PHYSICS_COLUMNS
     from hacknip_ase.sources import PhysicsSource, build_source
