@@ -20,15 +20,19 @@ COL = {name: i for i, name in enumerate(PHYSICS_COLUMNS)}
 
 
 class EMTSimulator:
-    """ase's EMT behind the simulator protocol (``forward(atoms_list, forces=...)``)."""
+    """ase's EMT behind the simulator protocol (``forward(atoms_list, forces=..., stress=...)``);
+    ``asked`` records each call's (forces, stress)."""
 
     identity = {"name": "emt", "model": "ase"}
 
     def __init__(self, reject: str | None = None, interrupt_after: int | None = None):
         self.reject, self.interrupt_after, self.calls = reject, interrupt_after, 0
+        self.asked = []
 
-    def forward(self, atoms_list, forces=False):
+    def forward(self, atoms_list, forces=False, stress=None):
+        stress = forces if stress is None else stress
         self.calls += 1
+        self.asked.append((forces, stress))
         if self.interrupt_after is not None and self.calls > self.interrupt_after:
             raise KeyboardInterrupt  # a killed run
         energies, all_forces, stresses = [], [], []
@@ -40,9 +44,10 @@ class EMTSimulator:
             energies.append(atoms.get_potential_energy())
             if forces:
                 all_forces.append(atoms.get_forces())
+            if stress:
                 stresses.append(atoms.get_stress() if atoms.pbc.all() else None)
         return ForwardResult(node_features=[], energy=np.array(energies),
-                             forces=all_forces if forces else None, stress=stresses if forces else None)
+                             forces=all_forces if forces else None, stress=stresses if stress else None)
 
 
 def equilibrium_cu() -> Atoms:
@@ -127,8 +132,8 @@ class LinearEnergy(EMTSimulator):
 
     identity = {"name": "linear", "model": "test"}
 
-    def forward(self, atoms_list, forces=False):
-        result = super().forward(atoms_list, forces)
+    def forward(self, atoms_list, forces=False, stress=None):
+        result = super().forward(atoms_list, forces, stress)
         result.energy = np.array([a.get_volume() for a in atoms_list])
         return result
 
@@ -163,7 +168,7 @@ class SpringModel:
         atoms.set_masses([2.0, 5.0])
         return atoms
 
-    def forward(self, atoms_list, forces=False):
+    def forward(self, atoms_list, forces=False, stress=None):
         energies, all_forces = [], []
         for atoms in atoms_list:
             i, j, d = neighbor_list("ijD", atoms, 2.6)
@@ -401,8 +406,8 @@ class CollapsingEMT(EMTSimulator):
 
     identity = {"name": "hole", "model": "test"}
 
-    def forward(self, atoms_list, forces=False):
-        result = super().forward(atoms_list, forces)
+    def forward(self, atoms_list, forces=False, stress=None):
+        result = super().forward(atoms_list, forces, stress)
         for k, atoms in enumerate(atoms_list):
             if neighbor_list("d", atoms, 2.2).size:  # any pair closer than 2.2 A
                 result.energy[k] = -500.0 * len(atoms)
@@ -415,3 +420,26 @@ def test_references_are_guarded_against_a_collapsing_nip():
     guarded = physics.ElementalReferences(CollapsingEMT(), None)
     assert np.isnan(guarded.energy(29))  # every phase falls into the hole at the smallest scale
     assert guarded.records["Cu"]["error"] == "no phase has a bracketed energy minimum in the scan"
+
+
+def test_each_step_asks_the_simulator_only_for_what_it_reads():
+    """Elastic constants read stresses, phonons forces, the EOS energies: CHGNet takes each
+    derivative in its own backward pass, so asking for both costs ~30-45 % more per copy."""
+    simulator = EMTSimulator()
+    settings = PhysicsSettings(quantities=("eos", "elastic", "phonon"), phonon_min_length=0.0)
+    result = compute_physics([bulk("Cu", cubic=True)], simulator, settings)[0]  # 4 atoms: optical Gamma modes
+    assert np.isfinite(result.values[COL["bulk_modulus_vrh"]]) and np.isfinite(result.values[COL["gamma_max_frequency"]])
+    assert set(simulator.asked) == {(False, True), (False, False), (True, False)}  # never both
+
+
+def test_chgnet_gives_the_same_stress_and_forces_when_asked_for_one():
+    from hacknip_ase import get_backbone
+
+    chgnet = get_backbone("chgnet")
+    atoms = bulk("NaCl", "rocksalt", a=5.5).repeat((2, 1, 1))
+    atoms.rattle(0.02, seed=1)
+    both = chgnet.forward([atoms], forces=True)
+    stress_only, forces_only = chgnet.forward([atoms], stress=True), chgnet.forward([atoms], forces=True, stress=False)
+    assert stress_only.forces is None and forces_only.stress is None
+    np.testing.assert_allclose(stress_only.stress[0], both.stress[0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(forces_only.forces[0], both.forces[0], rtol=1e-6, atol=1e-9)

@@ -107,11 +107,17 @@ class Backbone(abc.ABC):
             atoms = box_in_vacuum(atoms, self.info.cutoff)
         return atoms, copies
 
-    def forward(self, structures: Sequence, *, forces: bool = False) -> ForwardResult:
-        """Features at every depth for a batch, plus energy (and forces/stress if asked)."""
+    def forward(self, structures: Sequence, *, forces: bool = False, stress: bool | None = None) -> ForwardResult:
+        """Features at every depth for a batch, plus energy, and forces and stress if asked.
+
+        ``stress`` defaults to ``forces``. Asking for one of the two lets an adapter skip the
+        other's gradient (CHGNet takes each in its own backward pass); an adapter may still
+        return both.
+        """
         inputs = [as_atoms(s) for s in structures]
         prepared = [self.prepare(atoms) for atoms in inputs]
-        result = self._forward([atoms for atoms, _ in prepared], forces=forces)
+        stress = forces if stress is None else bool(stress)
+        result = self._forward([atoms for atoms, _ in prepared], forces=forces, stress=stress)
         if any(copies > 1 for _, copies in prepared):
             result = _first_copy(result, [len(a) for a in inputs], [copies for _, copies in prepared])
         if result.stress is not None:  # a boxed molecule has no physical stress
@@ -133,7 +139,7 @@ class Backbone(abc.ABC):
 
     # -- adapter hooks -----------------------------------------------------------------
     @abc.abstractmethod
-    def _forward(self, atoms_list: list[Atoms], *, forces: bool) -> ForwardResult:
+    def _forward(self, atoms_list: list[Atoms], *, forces: bool, stress: bool) -> ForwardResult:
         """All depths in one pass on prepared structures."""
 
     @abc.abstractmethod

@@ -88,10 +88,10 @@ class CHGNetBackbone(NIPBackbone):
                 raise InvalidStructureError(f"CHGNet cannot build a graph for {atoms.get_chemical_formula()}: {exc}") from exc
         return graphs
 
-    def _forward(self, atoms_list: list[Atoms], *, forces: bool) -> ForwardResult:
+    def _forward(self, atoms_list: list[Atoms], *, forces: bool, stress: bool) -> ForwardResult:
         graphs = [g.to(self.device) for g in self.graphs(atoms_list)]
-        task = "efs" if forces else "e"
-        with capture_outputs(self._depth_modules) as captured, torch.set_grad_enabled(forces):
+        task = "e" + "f" * forces + "s" * stress  # CHGNet runs one backward pass per derivative
+        with capture_outputs(self._depth_modules) as captured, torch.set_grad_enabled(forces or stress):
             prediction = self.model(graphs, task=task)
         counts = [len(atoms) for atoms in atoms_list]
         stacked = torch.stack(captured, dim=1).cpu().numpy().astype(np.float32)
@@ -101,6 +101,7 @@ class CHGNetBackbone(NIPBackbone):
         )
         if forces:
             result.forces = [f.detach().cpu().numpy().astype(float) for f in prediction["f"]]
+        if stress:
             result.stress = [
                 full_3x3_to_voigt_6_stress(s.detach().cpu().numpy().astype(float)) / _GPA_PER_EV_A3
                 for s in prediction["s"]

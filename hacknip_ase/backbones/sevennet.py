@@ -146,10 +146,11 @@ class SevenNetBackbone(NIPBackbone):
     def _scalar_features(self, depth: int, output: torch.Tensor) -> torch.Tensor:
         return output[:, self._scalars[depth]]
 
-    def _forward(self, atoms_list: list[Atoms], *, forces: bool) -> ForwardResult:
+    def _forward(self, atoms_list: list[Atoms], *, forces: bool, stress: bool) -> ForwardResult:
         data = self.batch(atoms_list)
         self.model.set_is_batch_data(True)
         keys = self._keys
+        forces = forces or stress  # one gradient gives both
         with capture_outputs(self._depth_modules) as captured:
             if forces:  # sevenn differentiates the energy w.r.t. edge vectors for forces and stress
                 data = self.model(data)

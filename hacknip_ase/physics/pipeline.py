@@ -38,7 +38,7 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
     atoms_list = [plain_atoms(a) for a in structures]
     periodic = [bool(a.pbc.all()) for a in atoms_list]
     needs_stress = bool(wanted & {"elastic"}) or settings.relax
-    base = [Request(i, "base", a, needs_stress and periodic[i]) for i, a in enumerate(atoms_list)]
+    base = [Request(i, "base", a, stress=needs_stress and periodic[i]) for i, a in enumerate(atoms_list)]
     rejected = runner.run(base)
 
     if settings.relax:
@@ -53,7 +53,7 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
                 continue
             results[i].details["relaxation"] = {"converged": converged, "steps": steps}
             atoms_list[i] = relaxed
-            base[i] = Request(i, "base", relaxed, True)  # every quantity then refers to the relaxed structure
+            base[i] = Request(i, "base", relaxed, stress=True)  # every quantity then refers to the relaxed structure
         runner.cpu_seconds["relax"] = runner.cpu_seconds.get("relax", 0.0) + time.process_time() - start
         rejected |= runner.run([base[i] for i in range(len(base)) if "relaxation" in results[i].details])
 
@@ -66,10 +66,11 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
             continue
         plan = plans.setdefault(i, {})
         if "eos" in wanted:
-            plan["eos"] = [Request(i, "eos", strained(atoms, np.eye(3) * s), False) for s in settings.eos_strains]
+            plan["eos"] = [Request(i, "eos", strained(atoms, np.eye(3) * s)) for s in settings.eos_strains]
             derived += plan["eos"]
         if "elastic" in wanted:
-            plan["elastic"] = [Request(i, "elastic", strained(atoms, voigt_strain(c, sign * settings.elastic_strain)), True)
+            plan["elastic"] = [Request(i, "elastic", strained(atoms, voigt_strain(c, sign * settings.elastic_strain)),
+                                       stress=True)
                                for c in range(6) for sign in (1.0, -1.0)]
             derived += plan["elastic"]
         if "phonon" in wanted:
@@ -78,7 +79,7 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
             results[i].details["phonon_supercell"] = {"repeats": list(repeats), "atoms": n_super}
             if n_super <= settings.phonon_max_atoms:
                 supercell, copies = displaced_supercells(atoms, repeats, settings.phonon_displacement)
-                plan["phonon"] = (repeats, supercell, [Request(i, "phonon", c, True) for c in copies])
+                plan["phonon"] = (repeats, supercell, [Request(i, "phonon", c, forces=True) for c in copies])
                 derived += plan["phonon"][2]
     rejected |= runner.run(derived)
 

@@ -1,8 +1,10 @@
 """The simulator behind the physics descriptors: batched forward passes of many copies, and an
 ASE calculator view of it for relaxations.
 
-A simulator is any object with ``forward(atoms_list, forces=bool)`` returning energies (eV),
-forces (eV/A) and Voigt stresses (eV/A^3, None for a non-periodic structure).
+A simulator is any object with ``forward(atoms_list, forces=bool, stress=bool)`` returning
+energies (eV), forces (eV/A) if asked and Voigt stresses (eV/A^3, None for a non-periodic
+structure) if asked; each step asks only for what it reads (the elastic step stresses, the
+phonon step forces), which spares CHGNet one backward pass per copy.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ class Request:
     owner: int  #: index of the structure in the chunk
     kind: str  #: "base", "eos", "elastic", "phonon"
     atoms: Atoms
-    forces: bool
-    result: tuple | None = None  #: (energy, forces, stress)
+    forces: bool = False
+    stress: bool = False
+    result: tuple | None = None  #: (energy, forces or None, stress or None)
 
 
 class Runner:
@@ -42,23 +45,23 @@ class Runner:
     def run(self, requests: list[Request]) -> set[int]:
         """Fill ``result`` of every request; returns the owners whose structure the simulator rejected."""
         rejected: set[int] = set()
-        for (kind, forces), group in _group(requests).items():
+        for (kind, forces, stress), group in _group(requests).items():
             start = time.process_time()
-            cap = self.max_force_batch_atoms if forces else self.max_batch_atoms
+            cap = self.max_force_batch_atoms if forces or stress else self.max_batch_atoms
             batch: list[Request] = []
             for request in group:
                 if batch and sum(len(r.atoms) for r in batch) + len(request.atoms) > cap:
-                    rejected |= self._batch(batch, forces)
+                    rejected |= self._batch(batch, forces, stress)
                     batch = []
                 batch.append(request)
             if batch:
-                rejected |= self._batch(batch, forces)
+                rejected |= self._batch(batch, forces, stress)
             self.cpu_seconds[kind] = self.cpu_seconds.get(kind, 0.0) + time.process_time() - start
         return rejected
 
-    def _batch(self, batch: list[Request], forces: bool) -> set[int]:
+    def _batch(self, batch: list[Request], forces: bool, stress: bool) -> set[int]:
         try:
-            self._fill(batch, forces)
+            self._fill(batch, forces, stress)
             return set()
         except InvalidStructureError:
             if len(batch) == 1:
@@ -66,19 +69,19 @@ class Runner:
         rejected = set()  # find the structure(s) the backbone refuses, one owner at a time
         for owner in dict.fromkeys(r.owner for r in batch):
             try:
-                self._fill([r for r in batch if r.owner == owner], forces)
+                self._fill([r for r in batch if r.owner == owner], forces, stress)
             except InvalidStructureError as exc:
                 log.info("physics: structure %d rejected: %s", owner, exc)
                 rejected.add(owner)
         return rejected
 
-    def _fill(self, batch: list[Request], forces: bool) -> None:
-        output = self.source.forward([r.atoms for r in batch], forces=forces)
+    def _fill(self, batch: list[Request], forces: bool, stress: bool) -> None:
+        output = self.source.forward([r.atoms for r in batch], forces=forces, stress=stress)
         for k, request in enumerate(batch):
             request.result = (
                 float(output.energy[k]),
                 None if not forces else np.asarray(output.forces[k], float),
-                None if not forces or output.stress is None or output.stress[k] is None
+                None if not stress or output.stress is None or output.stress[k] is None
                 else np.asarray(output.stress[k], float),
             )
 
@@ -86,12 +89,12 @@ class Runner:
 def _group(requests: list[Request]) -> dict:
     groups: dict = {}
     for request in requests:
-        groups.setdefault((request.kind, request.forces), []).append(request)
+        groups.setdefault((request.kind, request.forces, request.stress), []).append(request)
     return groups
 
 
 class SimulatorCalculator(Calculator):
-    """ASE calculator view of a simulator (``forward(atoms_list, forces=True)``), for relaxations."""
+    """ASE calculator view of a simulator (``forward(atoms_list, forces=True, stress=True)``), for relaxations."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
@@ -102,7 +105,7 @@ class SimulatorCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         self.results = {}
         super().calculate(atoms, properties, system_changes)
-        output = self.source.forward([self.atoms], forces=True)
+        output = self.source.forward([self.atoms], forces=True, stress=True)
         energy = float(output.energy[0])
         self.results = {"energy": energy, "free_energy": energy, "forces": np.asarray(output.forces[0], float)}
         if output.stress is not None and output.stress[0] is not None:
