@@ -16,7 +16,7 @@ from ase.build import bulk, molecule
 from hacknip_ase import EmbeddingCalculator, errors
 from hacknip_ase.pretrained import TRUST_THRESHOLD, available_heads, describe, pretrained_heads
 
-HEADS = {h["name"]: h for h in available_heads("chgnet")}
+BACKBONES = ("chgnet", "sevennet")  # the offline backbones: each ships every head
 CRYSTALS = {
     "Si": (lambda: bulk("Si", "diamond", a=5.431), {"bulk_modulus_vrh": 98, "shear_modulus_vrh": 66,
                                                      "refractive_index": 3.42}),
@@ -28,31 +28,41 @@ CRYSTALS = {
 }
 
 
-@pytest.fixture(scope="module")
-def calc():
-    return EmbeddingCalculator(heads="matbench")
+@pytest.fixture(scope="module", params=BACKBONES)
+def calc(request):
+    return EmbeddingCalculator(request.param, heads="matbench")
 
 
-def test_every_offline_task_ships_a_chgnet_head_that_loads_offline(calc):
+def heads_of(calc) -> dict:
+    return {h["name"]: h for h in available_heads(calc.backbone.name)}
+
+
+def test_the_default_calculator_gets_the_chgnet_heads():
+    assert EmbeddingCalculator(heads="matbench").backbone.name == "chgnet"
+
+
+def test_every_offline_task_ships_a_head_per_backbone_that_loads_offline(calc):
     expected = {"shear_modulus_vrh", "bulk_modulus_vrh", "refractive_index", "exfoliation_energy", "last_phdos_peak",
                 "perovskite_formation_energy", "superconducting_tc"}
-    assert set(HEADS) == expected and set(calc.heads) == expected
-    for name, head in HEADS.items():
+    heads = heads_of(calc)
+    assert set(heads) == expected and set(calc.heads) == expected
+    for name, head in heads.items():
         assert head["weights_sha256"] == calc.backbone.info.weights_sha256
         assert head["cv_mae"] > 0 and head["n_train"] > 500
     assert sum(h["size_bytes"] for h in available_heads()) < 30e6
-    assert "shear_modulus_vrh" in describe("chgnet")
+    assert "shear_modulus_vrh" in describe(calc.backbone.name)
 
 
 @pytest.mark.parametrize("crystal", sorted(CRYSTALS))
 def test_textbook_crystals_within_the_cv_error(calc, crystal):
     make, known = CRYSTALS[crystal]
+    heads = heads_of(calc)
     atoms = make()
     atoms.calc = calc
     for name, expected in known.items():
         value = atoms.get_properties([name])[name]
-        tolerance = 3 * HEADS[name]["cv_mae"]
-        if HEADS[name]["transform"] == "log10":
+        tolerance = 3 * heads[name]["cv_mae"]
+        if heads[name]["transform"] == "log10":
             assert abs(math.log10(value) - math.log10(expected)) < tolerance, (crystal, name, value, expected)
         else:
             assert abs(value - expected) < tolerance, (crystal, name, value, expected)
@@ -65,7 +75,7 @@ def test_a_molecule_is_out_of_domain(calc):
     phonon heads when measured)."""
     water = molecule("H2O")
     water.calc = calc
-    for name in HEADS:
+    for name in heads_of(calc):
         assert water.get_properties([f"{name}_domain_distance"])[f"{name}_domain_distance"] == np.inf, name
     assert np.isfinite(water.get_properties(["bulk_modulus_vrh"])["bulk_modulus_vrh"])
 

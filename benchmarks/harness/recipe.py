@@ -81,12 +81,21 @@ PRESETS = {
 
 
 def recipe_for(head: str, **options) -> Recipe:
-    """The recipe of ``head`` (a head name or a preset) with ``options`` (None values ignored) applied."""
+    """The recipe of ``head`` (a head name or a preset) with ``options`` (None values ignored) applied.
+
+    A preset takes extra feature sources only (its other choices are its own): ``auto`` with
+    ``descriptors=("physics-phonons",)`` is the preset ``auto-physics-phonons``, whose inner CV
+    also scores those sources alone and beside the embeddings.
+    """
     options = {k: v for k, v in options.items() if v is not None and v != ()}
     if head in PRESETS:
+        preset = PRESETS[head]
+        extra = tuple(d for d in options.pop("descriptors", ()) if d not in preset.descriptors)
         if options:
             raise ValueError(f"the preset {head!r} fixes its own options; drop {', '.join(sorted(options))}")
-        return PRESETS[head]
+        if not extra:
+            return preset
+        return replace(preset, descriptors=preset.descriptors + extra, preset="-".join([preset.preset, *extra]))
     if "descriptors" in options:
         options["descriptors"] = tuple(options["descriptors"])
     return Recipe(head=head, **options)

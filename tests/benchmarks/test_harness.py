@@ -294,6 +294,10 @@ def test_recipe_rows_record_every_choice_and_keep_their_own_file(tmp_path, cache
     recipe = Recipe(head="xgboost", descriptors=("composition",), candidates="all", transform="auto", tune_trials=2)
     assert recipe.label() == "xgboost-composition-all-tauto-tune2" and PRESETS["auto"].label() == "auto"
     assert recipe_for("xgboost").is_plain and recipe_for("ridge").label() == "ridge"
+    with_physics = recipe_for("auto", descriptors=("physics-phonons",))
+    assert with_physics.label() == "auto-physics-phonons" and with_physics.descriptors == ("composition", "physics-phonons")
+    assert with_physics.tune_trials == recipe_for("auto").tune_trials
+    assert recipe_for("auto", descriptors=("composition",)) == recipe_for("auto")
     with pytest.raises(ValueError, match="fixes its own options"):
         recipe_for("auto", transform="log10")
     with pytest.raises(ValueError, match="unknown descriptor"):
