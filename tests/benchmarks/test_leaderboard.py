@@ -170,3 +170,12 @@ def test_suite_runs_without_results_are_listed_with_their_reason(board):
     assert len(lines) == 2  # the xgboost runs have results
     assert lines[0].startswith("- matbench_jdft2d: chgnet + modnet — not run yet: did not fit")
     assert lines[1] == "- bace: chgnet + modnet — not run: MODNet too slow"
+
+
+def test_short_feature_labels_name_the_descriptor_sources():
+    from benchmarks.report.rows import short_features
+
+    assert short_features("chgnet:0+chgnet:1+chgnet:2+chgnet:3+chgnet:4+composition:0", 5) == "all+comp"
+    assert short_features("chgnet:3", 5) == "3"
+    assert short_features("chgnet:4+physics-phonons:0", 5) == "4+physics-phonons"
+    assert short_features("composition:0+physics:0", 5) == "comp+physics"
