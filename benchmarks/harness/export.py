@@ -100,6 +100,7 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
     specs = [s for s in SPECS if tasks is None or s.task in tasks]
     entries = []
     leaderboard = leaderboard_rows(results_dir, backbone)  # every result file read once
+    code = git_info()  # before the first head is written: the default output folder is tracked
     for spec in tqdm(specs, desc=f"export heads {backbone}", unit="head", disable=not progress):
         start, cpu = time.perf_counter(), time.process_time()
         rows = leaderboard.get(spec.task, {})
@@ -136,7 +137,7 @@ def export_heads(out_dir, backbone: str = "chgnet", *, tasks=None, results_dir=D
             "cv_units": spec.cv_units, "cv_protocol": record["task"]["split"],
             "cv_result": f"leaderboard/results/{spec.task}/{backbone}__{head}.json", "recipe": recipe.as_dict(),
             "seconds": {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu},
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "git": git_info()})
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "git": code})
     _write_index(out, entries)
     return entries
 
