@@ -77,7 +77,7 @@ def descriptor_backbone(n_depths: int = 8, dim: int = 256):
             depth = np.arange(1, n_depths + 1)[None, :, None]
             return np.cos(signal[:, None, None] * self.frequencies[None, None, :] * depth).astype(np.float32)
 
-        def _forward(self, atoms_list, *, forces):
+        def _forward(self, atoms_list, *, forces, stress):
             return ForwardResult(node_features=[self._nodes(a) for a in atoms_list])
 
         def _truncated_features(self, atoms, depth):
