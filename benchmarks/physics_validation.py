@@ -114,6 +114,7 @@ def _shard_costs(out_dir: Path, task_name: str, backbone_name: str, settings: di
     """CPU time and structures computed by the shard runs of these rows and settings (parallel
     processes that filled the cache the whole-set run then reads), or None if there are none."""
     found = []
+    settings = json.loads(json.dumps(settings))  # as a shard file holds them (tuples become lists)
     for path in sorted((Path(out_dir) / "shards").glob(f"{task_name}__{backbone_name}.*of*.json")):
         shard = json.loads(path.read_text())
         if shard["settings"] == settings and set(shard["subset"]["rows"]) <= set(rows.tolist()):

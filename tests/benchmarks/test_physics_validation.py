@@ -31,11 +31,11 @@ def _write_shard(out_dir, k, n, rows, settings, cpu, computed):
 
 
 def test_shard_costs_add_up_only_matching_shards(tmp_path):
-    settings = {"phonon_min_length": 6.0}
+    settings = {"phonon_min_length": 6.0, "quantities": ("phonon",)}  # a tuple, as asdict(PhysicsSettings) gives
     rows = np.arange(10)
     _write_shard(tmp_path, 0, 2, [0, 2, 4, 6, 8], settings, 50.0, 5)
     _write_shard(tmp_path, 1, 2, [1, 3, 5, 7, 9], settings, 70.0, 5)
-    _write_shard(tmp_path, 0, 3, [0, 3, 6, 9], {"phonon_min_length": 0.0}, 9.0, 4)  # other settings
+    _write_shard(tmp_path, 0, 3, [0, 3, 6, 9], {**settings, "phonon_min_length": 0.0}, 9.0, 4)  # other settings
     costs = pv._shard_costs(tmp_path, "matbench_phonons", "chgnet", settings, rows)
     assert costs == {"files": ["matbench_phonons__chgnet.0of2.json", "matbench_phonons__chgnet.1of2.json"],
                      "cpu_seconds": 120.0, "computed": 10}
