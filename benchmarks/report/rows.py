@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hacknip_ase.sources import NAMES as DESCRIPTOR_SOURCES
+
 
 def model_name(record: dict) -> str:
     model = record["model"]
@@ -36,7 +38,7 @@ def short_features(label: str, n_depths: int) -> str:
         source, _, depth = part.rpartition(":")
         if source == "composition" or part == "composition":
             extras.append("comp")
-        elif (source or part).startswith("physics"):
+        elif (source or part) in DESCRIPTOR_SOURCES:
             extras.append(source or part)
         else:
             depths.append(depth or part)

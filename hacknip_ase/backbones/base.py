@@ -117,6 +117,8 @@ class Backbone(abc.ABC):
         inputs = [as_atoms(s) for s in structures]
         prepared = [self.prepare(atoms) for atoms in inputs]
         stress = forces if stress is None else bool(stress)
+        if not self.separate_derivatives:  # one gradient gives both
+            forces = stress = forces or stress
         result = self._forward([atoms for atoms, _ in prepared], forces=forces, stress=stress)
         if any(copies > 1 for _, copies in prepared):
             result = _first_copy(result, [len(a) for a in inputs], [copies for _, copies in prepared])
@@ -136,6 +138,10 @@ class Backbone(abc.ABC):
         atoms, copies = self.prepare(structure)
         features = self._truncated_features(atoms, depth)
         return features[: len(atoms) // copies]
+
+    #: True where the adapter takes forces and stress in separate backward passes (CHGNet), so
+    #: that asking for one costs less; otherwise :meth:`forward` asks ``_forward`` for both.
+    separate_derivatives = False
 
     # -- adapter hooks -----------------------------------------------------------------
     @abc.abstractmethod

@@ -88,9 +88,11 @@ class CHGNetBackbone(NIPBackbone):
                 raise InvalidStructureError(f"CHGNet cannot build a graph for {atoms.get_chemical_formula()}: {exc}") from exc
         return graphs
 
+    separate_derivatives = True  # CHGNet runs one backward pass per derivative
+
     def _forward(self, atoms_list: list[Atoms], *, forces: bool, stress: bool) -> ForwardResult:
         graphs = [g.to(self.device) for g in self.graphs(atoms_list)]
-        task = "e" + "f" * forces + "s" * stress  # CHGNet runs one backward pass per derivative
+        task = "e" + "f" * forces + "s" * stress
         with capture_outputs(self._depth_modules) as captured, torch.set_grad_enabled(forces or stress):
             prediction = self.model(graphs, task=task)
         counts = [len(atoms) for atoms in atoms_list]

@@ -260,7 +260,6 @@ class MACEBackbone(NIPBackbone):
         return captured[:, self._scalars[depth]].cpu().numpy().astype(np.float32)
 
     def _forward(self, atoms_list: list[Atoms], *, forces: bool, stress: bool) -> ForwardResult:
-        forces = forces or stress  # one gradient gives both
         batch = self.batch(atoms_list)
         with capture_outputs(self._depth_modules) as captured, torch.set_grad_enabled(forces):
             # Same flags as MACECalculator (stress from the symmetric displacement) when forces are wanted.

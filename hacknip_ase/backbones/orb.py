@@ -202,7 +202,6 @@ class ORBBackbone(NIPBackbone):
         return batch_graphs([self._graph(atoms) for atoms in atoms_list]).to(self.device)
 
     def _forward(self, atoms_list: list[Atoms], *, forces: bool, stress: bool) -> ForwardResult:
-        forces = forces or stress  # the model predicts (or differentiates) both at once
         batch = self._batch(atoms_list)
         with capture_outputs(self._depth_modules) as captured, torch.set_grad_enabled(self.conservative):
             prediction = self.model.predict(batch)

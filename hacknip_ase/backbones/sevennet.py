@@ -150,7 +150,6 @@ class SevenNetBackbone(NIPBackbone):
         data = self.batch(atoms_list)
         self.model.set_is_batch_data(True)
         keys = self._keys
-        forces = forces or stress  # one gradient gives both
         with capture_outputs(self._depth_modules) as captured:
             if forces:  # sevenn differentiates the energy w.r.t. edge vectors for forces and stress
                 data = self.model(data)

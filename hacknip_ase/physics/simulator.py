@@ -51,17 +51,17 @@ class Runner:
             batch: list[Request] = []
             for request in group:
                 if batch and sum(len(r.atoms) for r in batch) + len(request.atoms) > cap:
-                    rejected |= self._batch(batch, forces, stress)
+                    rejected |= self._batch(batch)
                     batch = []
                 batch.append(request)
             if batch:
-                rejected |= self._batch(batch, forces, stress)
+                rejected |= self._batch(batch)
             self.cpu_seconds[kind] = self.cpu_seconds.get(kind, 0.0) + time.process_time() - start
         return rejected
 
-    def _batch(self, batch: list[Request], forces: bool, stress: bool) -> set[int]:
+    def _batch(self, batch: list[Request]) -> set[int]:
         try:
-            self._fill(batch, forces, stress)
+            self._fill(batch)
             return set()
         except InvalidStructureError:
             if len(batch) == 1:
@@ -69,13 +69,14 @@ class Runner:
         rejected = set()  # find the structure(s) the backbone refuses, one owner at a time
         for owner in dict.fromkeys(r.owner for r in batch):
             try:
-                self._fill([r for r in batch if r.owner == owner], forces, stress)
+                self._fill([r for r in batch if r.owner == owner])
             except InvalidStructureError as exc:
                 log.info("physics: structure %d rejected: %s", owner, exc)
                 rejected.add(owner)
         return rejected
 
-    def _fill(self, batch: list[Request], forces: bool, stress: bool) -> None:
+    def _fill(self, batch: list[Request]) -> None:
+        forces, stress = batch[0].forces, batch[0].stress  # a batch is one (kind, forces, stress) group
         output = self.source.forward([r.atoms for r in batch], forces=forces, stress=stress)
         for k, request in enumerate(batch):
             request.result = (
