@@ -22,6 +22,12 @@ served from the physics cache. Every structure is cached when done, so a killed 
 Result files: ``leaderboard/physics/<task>__<backbone>.json`` (metrics, per-row NIP values, reasons,
 settings, cost in CPU-s per structure, git commit, hardware); the rows' DFT targets go to a
 ``.truth.json.gz`` sidecar that is not committed (dataset values); plots need it.
+
+A set too big for one session is run as many small shards (``--shard K/N``), each committed when
+it is done: a shard file keeps every row's values with the structure's content digest, so the
+whole-set run assembles the table from committed shards, in a later session on a fresh machine
+whose cache is empty, and another task on the same structures (log_gvrh from log_kvrh's shards)
+is served from them too.
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ TASKS = {
     "matbench_perovskites": (PHYSICS_SOURCES["physics"], [("E_form x n_atoms", "formation_energy_per_atom",
                                                            "per_cell")]),
 }
+
+
+def stored_columns(quantities) -> list[str]:
+    """Columns a result file keeps per row: those compared by any task computing these quantities,
+    so that one task's shards serve the others (log_kvrh's give log_gvrh's shear moduli)."""
+    return sorted({column for q, comparisons in TASKS.values() if q == quantities for _, column, _ in comparisons})
 
 
 def subset_rows(n: int, size: int | None, seed: int) -> np.ndarray:
@@ -125,21 +137,58 @@ def _shard_costs(out_dir: Path, task_name: str, backbone_name: str, settings: di
             "computed": sum(c["computed"] for _, c in found)}
 
 
+def _from_shards(out_dir: Path, backbone_name: str, settings: dict, identity: dict, digests: list[str],
+                 columns: list[str]) -> dict | None:
+    """The rows' values assembled from committed shard files (any task) of this backbone, identity and
+    settings, looked up by structure digest; None unless the shards hold every row."""
+    settings, identity = json.loads(json.dumps(settings)), json.loads(json.dumps(identity))
+    found, files, cost, references = {}, [], {"cpu_seconds": 0.0, "computed": 0}, {}
+    wanted = set(digests)
+    for path in sorted((Path(out_dir) / "shards").glob(f"*__{backbone_name}.*of*.json")):
+        shard = json.loads(path.read_text())
+        if (shard.get("settings") != settings or shard.get("backbone_identity") != identity
+                or "digests" not in shard or not set(columns) <= set(shard.get("values", {}))):
+            continue
+        hits = [k for k, d in enumerate(shard["digests"]) if d in wanted and d not in found]
+        if not hits:
+            continue
+        reasons = shard.get("digest_reasons", {})
+        for k in hits:
+            digest = shard["digests"][k]
+            found[digest] = ([shard["values"][c][k] for c in columns],
+                             {c: r for c, r in reasons.get(digest, {}).items() if c in columns})
+        files.append(path.name)
+        cost["cpu_seconds"] += shard["cost"]["cpu_seconds"]
+        cost["computed"] += shard["cost"]["computed"]
+        references.update(shard.get("references", {}))
+    if not wanted <= set(found):
+        return None
+    values = np.array([[np.nan if v is None else v for v in found[d][0]] for d in digests], float)
+    return {"values": values, "reasons": [found[d][1] for d in digests], "files": files, "cost": cost,
+            "references": references}
+
+
 def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, data_dir=None, cache_dir=None,
         out_dir: Path = OUT_DIR, progress: bool = True, batch_size: int = 16, settings: dict | None = None,
         shard: tuple[int, int] | None = None) -> Path:
     """Compute the task's physics quantities on its (subset of) structures and write the result file.
 
     ``shard=(K, N)`` computes every N-th of those rows from row K (one of N parallel processes) and
-    writes ``out_dir/shards/<task>__<backbone>.KofN.json``; the whole-set run afterwards reads them
-    from the cache and reports the shards' CPU time as its cost."""
+    writes ``out_dir/shards/<task>__<backbone>.KofN.json``; the whole-set run afterwards takes the
+    rows from those files when they hold them all (else from the cache, computing what is missing)
+    and reports the shards' CPU time as its cost."""
+    from dataclasses import asdict
+
     import torch
 
     from benchmarks.harness.results import git_info, hardware, write_json_atomic
     from benchmarks.tasks import get_task
     from hacknip_ase import get_backbone
-    from hacknip_ase.provenance import feature_versions as versions
+    from hacknip_ase.cache import structure_digest
     from hacknip_ase.physics import PhysicsSettings, physics_features
+    from hacknip_ase.physics.features import plain_atoms
+    from hacknip_ase.physics.records import physics_identity
+    from hacknip_ase.provenance import feature_versions as versions
 
     torch.set_num_threads(1)  # one thread per process: the cost we report is CPU-s per structure on one core
     quantities, comparisons = TASKS[task_name]
@@ -151,12 +200,30 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     ids = [data.ids[i] for i in rows]
     targets = np.asarray(data.targets, float)[rows]
     n_atoms = np.array([len(a) for a in structures])
+    digests = [structure_digest(plain_atoms(a)) for a in structures]
+    kept = stored_columns(quantities)
     physics_settings = PhysicsSettings(quantities=quantities, **(settings or {}))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     backbone = get_backbone(backbone_name)
     load_cpu = time.process_time() - cpu0
-    values, columns, metadata = physics_features(structures, backbone, settings=physics_settings, cache_dir=cache_dir,
-                                                 progress=progress, ids=ids, batch_size=batch_size)
+    assembled = None if shard is not None else _from_shards(
+        out_dir, backbone_name, asdict(physics_settings), physics_identity(backbone, physics_settings), digests, kept)
+    if assembled is None:
+        values, columns, metadata = physics_features(structures, backbone, settings=physics_settings,
+                                                     cache_dir=cache_dir, progress=progress, ids=ids,
+                                                     batch_size=batch_size)
+        row_reasons = [metadata["reasons"].get(str(i), {}) for i in ids]
+    else:  # every row is in committed shard files: nothing to compute
+        values, columns = assembled["values"], kept
+        row_reasons = assembled["reasons"]
+        counts = {}
+        for marked in row_reasons:
+            for column, reason in marked.items():
+                counts.setdefault(column, {}).setdefault(reason, 0)
+                counts[column][reason] += 1
+        metadata = {"computed": 0, "cache": None, "cpu_seconds": {}, "reason_counts": counts,
+                    "settings": asdict(physics_settings), "backbone": physics_identity(backbone, physics_settings),
+                    "references": assembled["references"]}
     cpu, wall = time.process_time() - cpu0 - load_cpu, time.perf_counter() - wall0
     index = {c: k for k, c in enumerate(columns)}
     result = {
@@ -166,7 +233,8 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
         "ids": ids, "targets": targets.tolist(), "n_atoms": n_atoms.tolist(),
         "comparisons": {},
         "cost": {"cpu_seconds": cpu, "wall_seconds": wall, "model_load_cpu_seconds": load_cpu,
-                 "computed": metadata["computed"], "cached": metadata["cache"]["hits"] if metadata["cache"] else 0,
+                 "computed": metadata["computed"],
+                 "cached": len(rows) if assembled else metadata["cache"]["hits"] if metadata["cache"] else 0,
                  "cpu_seconds_per_computed_structure": cpu / metadata["computed"] if metadata["computed"] else None,
                  "stage_cpu_seconds": metadata["cpu_seconds"],
                  "projected_full_cpu_hours": (cpu / metadata["computed"] * len(data) / 3600) if metadata["computed"] else None},
@@ -178,6 +246,9 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     }
     result["shard"] = None if shard is None else {"k": shard[0], "n": shard[1]}
     shards = None if shard is not None else _shard_costs(out_dir, task_name, backbone_name, metadata["settings"], rows)
+    if assembled is not None:
+        result["cost"]["assembled_from_shards"] = True
+        shards = {"files": assembled["files"], **assembled["cost"]}
     if shards is not None and shards["computed"] > metadata["computed"]:
         per = shards["cpu_seconds"] / shards["computed"]
         result["cost"].update(shards=shards, cpu_seconds_per_computed_structure=per,
@@ -185,8 +256,11 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     for label, column, transform in comparisons:
         metrics = compare(values[:, index[column]], targets, n_atoms, transform)
         result["comparisons"][label] = {"column": column, "transform": transform, **metrics}
-    result["values"] = {c: [None if not np.isfinite(v) else float(v) for v in values[:, index[c]]]
-                        for c in {c for _, c, _ in comparisons}}
+    result["values"] = {c: [None if not np.isfinite(v) else float(v) for v in values[:, index[c]]] for c in kept}
+    result["digests"] = digests
+    result["digest_reasons"] = {d: {c: r for c, r in marked.items() if c in kept}
+                                for d, marked in zip(digests, row_reasons, strict=True)
+                                if any(c in kept for c in marked)}
     path = Path(out_dir) / f"{task_name}__{backbone_name}.json" if shard is None \
         else shard_path(out_dir, task_name, backbone_name, shard)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,3 +41,42 @@ def test_shard_costs_add_up_only_matching_shards(tmp_path):
                      "cpu_seconds": 120.0, "computed": 10}
     assert pv._shard_costs(tmp_path, "matbench_phonons", "chgnet", settings, np.arange(4)) is None  # other rows
     assert pv._shard_costs(tmp_path, "matbench_log_kvrh", "chgnet", settings, rows) is None
+
+
+def _write_digest_shard(out_dir, task, k, n, digests, values, settings, identity, reasons=None, cpu=10.0):
+    path = pv.shard_path(out_dir, task, "chgnet", (k, n))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"settings": settings, "backbone_identity": identity, "digests": digests,
+                                "values": values, "digest_reasons": reasons or {},
+                                "cost": {"cpu_seconds": cpu, "computed": len(digests)},
+                                "references": {}}))
+
+
+def test_log_kvrh_and_log_gvrh_keep_each_others_columns():
+    kept = pv.stored_columns(pv.TASKS["matbench_log_kvrh"][0])
+    assert kept == pv.stored_columns(pv.TASKS["matbench_log_gvrh"][0])
+    assert {"bulk_modulus_vrh", "eos_bulk_modulus", "shear_modulus_vrh"} <= set(kept)
+    assert pv.stored_columns(pv.TASKS["matbench_phonons"][0]) == ["gamma_max_frequency"]
+
+
+def test_committed_shards_assemble_by_digest_across_tasks(tmp_path):
+    """A fresh machine (empty cache) builds the table from committed shards, including another task's."""
+    settings, identity = {"quantities": ("eos", "elastic"), "elastic_strain": 0.01}, {"name": "chgnet", "model": "0.3.0"}
+    columns = ["bulk_modulus_vrh", "shear_modulus_vrh"]
+    _write_digest_shard(tmp_path, "matbench_log_kvrh", 0, 2, ["a", "c"],
+                        {"bulk_modulus_vrh": [100.0, None], "shear_modulus_vrh": [50.0, None]}, settings, identity,
+                        reasons={"c": {"bulk_modulus_vrh": "elastic tensor not positive definite",
+                                       "eos_bulk_modulus": "other column"}}, cpu=7.0)
+    _write_digest_shard(tmp_path, "matbench_log_kvrh", 1, 2, ["b"],
+                        {"bulk_modulus_vrh": [200.0], "shear_modulus_vrh": [80.0]}, settings, identity, cpu=5.0)
+    _write_digest_shard(tmp_path, "matbench_log_kvrh", 0, 3, ["a", "b", "c"],  # other settings: never used
+                        {"bulk_modulus_vrh": [1.0] * 3, "shear_modulus_vrh": [1.0] * 3},
+                        {**settings, "elastic_strain": 0.02}, identity)
+    got = pv._from_shards(tmp_path, "chgnet", settings, identity, ["b", "a", "c"], columns)  # another task's order
+    np.testing.assert_array_equal(got["values"], [[200.0, 80.0], [100.0, 50.0], [np.nan, np.nan]])
+    assert got["reasons"] == [{}, {}, {"bulk_modulus_vrh": "elastic tensor not positive definite"}]
+    assert got["cost"] == {"cpu_seconds": 12.0, "computed": 3}
+    assert sorted(got["files"]) == ["matbench_log_kvrh__chgnet.0of2.json", "matbench_log_kvrh__chgnet.1of2.json"]
+    assert pv._from_shards(tmp_path, "chgnet", settings, identity, ["a", "z"], columns) is None  # a row missing
+    assert pv._from_shards(tmp_path, "chgnet", settings, {"name": "chgnet", "model": "other"}, ["a"], columns) is None
+    assert pv._from_shards(tmp_path, "chgnet", settings, identity, ["a"], ["gamma_max_frequency"]) is None
