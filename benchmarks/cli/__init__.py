@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="the head, or a preset pipeline ('auto': hacknip-auto, every choice by inner CV)")
     one.add_argument("--head-param", action="append", metavar="KEY=VALUE", help="head parameter (JSON value)")
     one.add_argument("--features", action="append", choices=DESCRIPTORS,
-                     help="add a descriptor source beside the embeddings (repeatable)")
+                     help="add a descriptor source, or another NIP's embeddings (multi-NIP), beside the embeddings (repeatable)")
     one.add_argument("--candidates", choices=CANDIDATES, default=None,
                      help="feature families depth selection scores (default: single depths)")
     one.add_argument("--transform", default=None,

@@ -5,7 +5,8 @@ feature-family candidates depth selection scores (``candidates``), the target tr
 or "auto": chosen by inner CV) and the hyperparameter search (``tune_trials``,
 ``tune_cpu_budget``). All of it goes to :meth:`hacknip_ase.heads.Predictor.fit`, so every choice
 is made on the training part only. The default recipe is the paper's protocol: one depth of one
-backbone, no transform, default hyperparameters.
+backbone, no transform, default hyperparameters. A descriptor may also be another NIP
+(multi-NIP): its embeddings, every depth, are one more source to select from.
 
 :data:`PRESETS` are named pipelines run as if they were heads (``--head auto``); their result
 file is ``<backbone>__<preset>.json``. A non-default recipe given option by option gets a file
@@ -16,8 +17,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from hacknip_ase.backbones import available_backbones
 from hacknip_ase.composition import NAME as COMPOSITION
-from hacknip_ase.sources import NAMES as DESCRIPTORS  # sources a recipe may add beside the embeddings
+from hacknip_ase.sources import NAMES as SOURCE_NAMES
+
+#: what a recipe may add beside the run's embeddings: descriptor sources, or another NIP's
+#: embeddings (multi-NIP: "chgnet" run with "sevennet" added)
+DESCRIPTORS = (*SOURCE_NAMES, *available_backbones())
 CANDIDATES = ("single", "concat", "multi", "all")
 
 

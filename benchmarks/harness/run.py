@@ -188,10 +188,15 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", config:
     t = time.perf_counter()
     X, present, feature_meta = embed(data, nip, cache_dir=c.cache_dir, featurize_batch_size=options.featurize_batch_size,
                                      progress=progress)
+    if backbone in recipe.descriptors:
+        raise ValueError(f"--features {backbone} repeats the run's own backbone; multi-NIP adds another one")
     descriptors = []
-    for name in recipe.descriptors:
-        source = get_source(name, cache_dir=c.cache_dir, nip=nip)
-        descriptors.append((_source_info(source), embed(data, source, progress=progress)[0]))
+    for name in recipe.descriptors:  # descriptor sources, or another NIP's embeddings (multi-NIP)
+        source = get_source(name, device=c.device, cache_dir=c.cache_dir, nip=nip)
+        X_source, present_source, _ = embed(data, source, cache_dir=c.cache_dir,
+                                            featurize_batch_size=options.featurize_batch_size, progress=progress)
+        present &= present_source  # a row another NIP cannot embed cannot train either
+        descriptors.append((_source_info(source), X_source))
     timing["featurize"] = time.perf_counter() - t
 
     classification = task.task_type == CLASSIFICATION
@@ -204,7 +209,8 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", config:
                   **({"per_split": "head and selection of split seed_k seeded with head seed + k"}
                      if task.seeded_replicates else {})},
         "limit": c.limit,
-        "versions": {**run_versions(), **feature_versions(backbone)},
+        "versions": {**run_versions(), **feature_versions(backbone),
+                     **{k: v for d in recipe.descriptors for k, v in feature_versions(d).items()}},
         "featurization": {k: feature_meta.get(k) for k in ("backbone", "options", "cache_identity", "skipped")},
         "command": c.command,
     }

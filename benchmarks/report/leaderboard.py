@@ -211,7 +211,8 @@ def _recipe_section(records) -> list[str]:
             gain = (f"{tuning['best_score'] - tuning['default_score']:+.3g} ({tuning['n_trials']} trials"
                     f"{', budget' if tuning.get('stopped_by_budget') else ''})" if tuning else "-")
             rows.append([r["task"]["name"], model_name(r), fold["name"],
-                         short_features(choice.get("features", "?"), n_depths), choice.get("transform") or "none",
+                         short_features(choice.get("features", "?"), n_depths, r["model"]["backbone"].get("name")),
+                         choice.get("transform") or "none",
                          gain, fmt(fold["metrics"].get("mae", fold["metrics"].get("roc_auc"))),
                          f"{fold['seconds'].get('cpu', float('nan')):.0f}"])
     if not rows:

@@ -30,18 +30,21 @@ def fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def short_features(label: str, n_depths: int) -> str:
+def short_features(label: str, n_depths: int, backbone: str | None = None) -> str:
     """"chgnet:0+...+chgnet:4+composition:0" -> "all+comp"; "chgnet:3" -> "3"; "composition:0" -> "comp";
-    "physics-phonons:0" -> "physics-phonons"."""
-    depths, extras = [], []
+    "physics-phonons:0" -> "physics-phonons"; another NIP's depth keeps its name: "chgnet:2+sevennet:3" -> "2+sevennet:3"."""
+    depths, extras, primary = [], [], backbone  # the row's own NIP (default: the first one named)
     for part in label.split("+"):
         source, _, depth = part.rpartition(":")
         if source == "composition" or part == "composition":
             extras.append("comp")
         elif (source or part) in DESCRIPTOR_SOURCES:
             extras.append(source or part)
-        else:
+        elif primary is None or source in ("", primary):
+            primary = primary or source
             depths.append(depth or part)
+        else:  # multi-NIP: a depth of the second backbone
+            extras.append(part)
     core = "all" if len(depths) == n_depths and n_depths > 1 else "+".join(depths)
     return "+".join(p for p in [core, *extras] if p)
 
@@ -54,7 +57,7 @@ def depths_cell(record: dict) -> str:
         cells = []
         for fold in record["folds"]:
             choice = fold.get("choices") or {}
-            cell = short_features(choice.get("features", "?"), n_depths)
+            cell = short_features(choice.get("features", "?"), n_depths, record["model"]["backbone"].get("name"))
             if choice.get("transform"):
                 cell += f" {choice['transform']}"
             cells.append(cell)

@@ -328,3 +328,24 @@ def test_suite_blocks_set_recipes(tmp_path):
                     'backbones = ["chgnet"]\nheads = ["auto", "xgboost"]\n')
     labels = [r.make_recipe().label() for r in read_suite(path).runs]
     assert labels == ["xgboost-composition-tauto", "auto", "xgboost"]
+
+
+def test_multi_nip_rows_add_another_backbones_embeddings(tmp_path, cache, capsys):
+    """--features sevennet beside chgnet: both NIPs' depths are candidates, chosen by inner CV."""
+    from benchmarks.harness.recipe import Recipe
+
+    recipe = Recipe(head="xgboost", descriptors=("sevennet",), candidates="multi")
+    assert recipe.label() == "xgboost-sevennet-multi"
+    record = run_mod.run("synthetic_emt_alloys", "chgnet", config=small(tmp_path, cache, folds=["fold_0"]),
+                         recipe=recipe, head_params={"n_estimators": 30})
+    labels = [c["label"] for c in record["folds"][0]["selection_curve"]]
+    assert any(label.startswith("sevennet:") for label in labels) and any(label.startswith("chgnet:") for label in labels)
+    assert any("chgnet:" in label and "sevennet:" in label for label in labels)  # the two best depths together
+    assert "sevenn" in record["versions"]
+    with pytest.raises(ValueError, match="repeats the run's own backbone"):
+        run_mod.run("synthetic_emt_alloys", "chgnet", config=small(tmp_path, cache, folds=["fold_0"]),
+                    recipe=Recipe(descriptors=("chgnet",)))
+    with pytest.raises(SystemExit) as exit_info:  # misspelt: one line, exit 2
+        bench_main(["run", "--task", "synthetic_emt_alloys", "--features", "sevenet", "-q"])
+    assert exit_info.value.code == 2
+    assert "sevenet" in capsys.readouterr().err

@@ -179,3 +179,6 @@ def test_short_feature_labels_name_the_descriptor_sources():
     assert short_features("chgnet:3", 5) == "3"
     assert short_features("chgnet:4+physics-phonons:0", 5) == "4+physics-phonons"
     assert short_features("composition:0+physics:0", 5) == "comp+physics"
+    assert short_features("chgnet:2+sevennet:3", 5) == "2+sevennet:3"
+    assert short_features("sevennet:1", 5, "chgnet") == "sevennet:1"
+    assert short_features("chgnet:1", 5, "chgnet") == "1"
