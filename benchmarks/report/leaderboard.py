@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..harness.results import iter_results, read_featurization
 from .matbench_board import REFERENCE, load_reference, matbench_section
-from .rows import depths_cell, featurize_seconds, figure_links, fmt, model_name, short_features, status_note
+from .rows import depths_cell, featurize_seconds, figure_links, fmt, is_stale, model_name, short_features, status_note
 
 FAMILY_TITLES = {
     "matbench": "Matbench v0.1", "3dsc": "3DSC superconductors (MP subset)",
@@ -161,7 +161,9 @@ def _provenance(records) -> list[str]:
     hardware = sorted({f"{r['hardware'].get('cpu_model', r['hardware'].get('machine'))}, "
                        f"{r['hardware'].get('cpu_count')} CPUs" for r in records})
     total = sum(r["timing"].get("total", 0.0) for r in records)
-    return [f"Code: git {', '.join(c[:10] for c in commits)} (results record whether the tree was dirty). "
+    stale = sum(is_stale(r) for r in records)
+    return [f"Code: git {', '.join(c[:10] for c in commits)}; {stale} of {len(records)} result files ran from "
+            "uncommitted code (git.dirty) and are marked 'stale' wherever they appear: re-run them to refresh. "
             f"Hardware: {'; '.join(hardware)}. Sum of run wall times: {total / 60:.0f} min.", ""]
 
 
@@ -189,7 +191,7 @@ def _standing(records, tasks, reference, not_run) -> list[str]:
             cgcnn = [m for m in beaten if m.startswith("CGCNN")]
             verdict = f"better than {len(beaten)} of {len(pub)} published entries" + (
                 f", {cgcnn[0]} among them" if cgcnn else "")
-        lines.append(f"- {task.name}: best here {model_name(best)}, MAE {fmt(mae)} "
+        lines.append(f"- {task.name}: best here {model_name(best)}{status_note(best)}, MAE {fmt(mae)} "
                      f"({mae / pub[0][0]:.2f} x the best published, {pub[0][1]} {fmt(pub[0][0])}); "
                      f"would rank {rank} of {len(pub) + 1} among the published entries; {verdict}.")
     return lines + [""]

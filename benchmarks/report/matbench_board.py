@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import DataFile, locate
-from .rows import depths_cell, featurize_seconds, figure_links, fmt, model_name
+from .rows import depths_cell, featurize_seconds, figure_links, fmt, is_stale, model_name, status_note
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "matbench_v0.1.json"
 #: every published Matbench v0.1 entry per task (mean/std MAE over the 5 folds), in the data folder
@@ -120,8 +120,10 @@ def matbench_section(records, tasks, reference, figures_rel, not_run, cold) -> l
     for m, s in sorted(scored.items(), key=lambda kv: (kv[1]["rank"] is None, kv[1]["score"] if kv[1]["score"] is not None else 9)):
         if s["score"] is None:
             continue
+        stale = sum(is_stale(r) for t, r in ours[m].items() if t in offline)
         rows.append([f"{s['rank']} of {len(pool) + 1}" if s["rank"] else f"- ({s['n_tasks']}/{len(offline)} tasks)",
-                     m, *[fmt(s["nmae"].get(t), 3) for t in offline], fmt(s["score"], 3)])
+                     m + (f" (stale: {stale} of its tasks from uncommitted code)" if stale else ""),
+                     *[fmt(s["nmae"].get(t), 3) for t in offline], fmt(s["score"], 3)])
     for m, s in sorted(pool.items(), key=lambda kv: kv[1]["score"]):
         rows.append([f"{s['rank']} of {len(pool)}", m, *[fmt(s["nmae"].get(t), 3) for t in offline],
                      fmt(s["score"], 3)])
@@ -145,7 +147,7 @@ def matbench_section(records, tasks, reference, figures_rel, not_run, cold) -> l
             if name in per_task:
                 r = per_task[name]
                 s = r["summary"]["mae"]
-                rows.append([m, f"{fmt(s['mean'])} ± {fmt(s['std'], 2)}", fmt(s["mean"] / dummy[name], 3),
+                rows.append([m + status_note(r), f"{fmt(s['mean'])} ± {fmt(s['std'], 2)}", fmt(s["mean"] / dummy[name], 3),
                              fmt(r["summary"]["r2"]["mean"], 3), depths_cell(r), featurize_seconds(r, cold),
                              f"{r['timing'].get('total', 0):.0f}", _matbench_check(r)])
         partial = [r for r in records if r["task"]["name"] == name and r["status"] != "complete"]

@@ -72,8 +72,14 @@ def depths_cell(record: dict) -> str:
     return ",".join(out)
 
 
+def is_stale(record: dict) -> bool:
+    """The run's code was not committed (git.dirty): its numbers cannot be traced to a commit."""
+    return bool((record.get("git") or {}).get("dirty"))
+
+
 def status_note(record: dict) -> str:
-    return "" if record["status"] == "complete" else f" (partial: {len(record['folds'])} folds)"
+    partial = "" if record["status"] == "complete" else f" (partial: {len(record['folds'])} folds)"
+    return partial + (" (stale: uncommitted code)" if is_stale(record) else "")
 
 
 def format_row(record: dict) -> str:

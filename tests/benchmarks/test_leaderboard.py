@@ -182,3 +182,21 @@ def test_short_feature_labels_name_the_descriptor_sources():
     assert short_features("chgnet:2+sevennet:3", 5) == "2+sevennet:3"
     assert short_features("sevennet:1", 5, "chgnet") == "sevennet:1"
     assert short_features("chgnet:1", 5, "chgnet") == "1"
+
+
+def test_rows_from_uncommitted_code_are_marked_stale(board, tmp_path):
+    import json
+    import re
+
+    results = tmp_path / "results"
+    for path in results.glob("*/*.json"):
+        record = json.loads(path.read_text())
+        if "git" in record:
+            record["git"] = {"commit": "abc", "dirty": path.parent.name == "matbench_jdft2d"}
+            path.write_text(json.dumps(record))
+    text = render(results, tmp_path / "board" / "README.md", data_dir=tmp_path / "data",
+                  suite=tmp_path / "suite.toml").read_text()
+    assert "HackNIP chgnet v1 + xgboost (stale: uncommitted code)" in text.split("### matbench_jdft2d")[1].split("###")[0]
+    assert "stale" not in text.split("### matbench_phonons")[1].split("###")[0]
+    assert "HackNIP chgnet v1 + xgboost (stale: 1 of its tasks from uncommitted code)" in text  # the six-task row
+    assert re.search(r"1 of \d+ result files ran from uncommitted code", text)
