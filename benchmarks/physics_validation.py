@@ -42,8 +42,9 @@ import numpy as np
 
 from hacknip_ase.sources import PHYSICS_SOURCES
 
+from .report.physics_board import OUT_DIR, fmt, render, truth_path
+
 ROOT = Path(__file__).resolve().parents[1]
-OUT_DIR = ROOT / "leaderboard" / "physics"
 #: task -> (quantities computed, [(label, column, transform)]) compared with the target.
 #: The quantities are those of a physics feature source (hacknip_ase.sources.PHYSICS_SOURCES), so a
 #: validation run fills the cache the accuracy rows read (``--features physics-moduli``).
@@ -269,11 +270,6 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     return path
 
 
-def truth_path(path: Path) -> Path:
-    """Sidecar with the rows' DFT targets: dataset values, kept out of git (see .gitignore)."""
-    return Path(path).with_name(Path(path).stem + ".truth.json.gz")
-
-
 def split_truth(path: Path) -> None:
     """Move a result file's ``targets`` into its sidecar (the committed file keeps metrics and NIP values)."""
     import gzip
@@ -285,110 +281,6 @@ def split_truth(path: Path) -> None:
         return
     atomic_write(truth_path(path), gzip.compress(json.dumps({"ids": result["ids"], "targets": result.pop("targets")}).encode()))
     atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
-
-
-def _targets(path: Path, result: dict):
-    import gzip
-
-    sidecar = truth_path(path)
-    if not sidecar.is_file():
-        return None
-    truth = json.loads(gzip.decompress(sidecar.read_bytes()))
-    return np.asarray(truth["targets"], float) if truth["ids"] == result["ids"] else None
-
-
-# -- rendering ----------------------------------------------------------------------------------
-
-def render(out_dir: Path = OUT_DIR) -> Path:
-    """``out_dir/README.md``: one row per task, backbone and compared quantity, and a parity plot per file."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hacknip_ase.files import atomic_output
-
-    files = sorted(Path(out_dir).glob("*__*.json"))
-    lines = ["# NIP-simulated physics vs DFT targets", "",
-             "The frozen NIP used as a simulator (hacknip_ase.physics), compared with the Matbench target as is: no",
-             "fit, no training. MAE in the target's units (log10 GPa, cm^-1, eV per 5-atom cell); Spearman rho over the",
-             "rows with a finite NIP value. Cost: CPU-s per structure on one thread (process time, model load excluded);",
-             "log_gvrh uses the same structures and settings as log_kvrh, so it is served from the physics cache.",
-             "'MAE after mean shift' removes the mean error measured on the same rows (reference-state offsets, e.g.",
-             "Matbench's perovskite e_form uses its own O reference): orientation only, not a prediction score.",
-             "Regenerate with `python -m benchmarks.physics_validation render`.", "",
-             "| task | backbone | NIP quantity | rows (subset of, seed) | valid | MAE | bias | MAE after mean shift | Spearman rho | "
-             "CPU-s / structure | projected full set, CPU-h | NaN reasons | commit |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for path in files:
-        result = json.loads(path.read_text())
-        cost = result["cost"]
-        per = cost["cpu_seconds_per_computed_structure"]
-        full = cost["projected_full_cpu_hours"]
-        per_text = _fmt(per, 2) if per is not None else f"cached ({cost['cached']} rows)"
-        if cost.get("shards"):
-            per_text += f" ({len(cost['shards']['files'])} shard processes)"
-        subset = result["subset"]
-        targets = _targets(path, result)  # None without the sidecar: table only, plots kept as they are
-        figure, axes = plt.subplots(1, len(result["comparisons"]), figsize=(4.2 * len(result["comparisons"]), 4),
-                                    squeeze=False)
-        for ax, (label, comp) in zip(axes[0], result["comparisons"].items(), strict=True):
-            reasons = result["reason_counts"].get(comp["column"], {})
-            reason_text = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items())) or "-"
-            if comp["n_nonpositive"]:
-                reason_text += f"; <= 0 (no log): {comp['n_nonpositive']}"
-            commit = (result["git"].get("commit") or "?")[:7] + ("+dirty" if result["git"].get("dirty") else "")
-            lines.append(
-                f"| {result['task']} | {result['backbone']} | {label} | {subset['size']} ({subset['of']}, {subset['seed']}) "
-                f"| {comp['n_valid']} | {_fmt(comp['mae'])} | {_fmt(comp['bias'])} | {_fmt(comp.get('mae_after_mean_shift'))} "
-                f"| {_fmt(comp['spearman'], 3)} "
-                f"| {per_text} | {_fmt(full, 2)} | {reason_text} | {commit} |")
-            if targets is None:
-                continue
-            predicted = np.array([np.nan if p is None else p for p in comp["predicted"]], float)
-            ok = np.isfinite(predicted)
-            ax.scatter(targets[ok], predicted[ok], s=6, alpha=0.5)
-            if ok.any():
-                low = min(targets[ok].min(), predicted[ok].min())
-                high = max(targets[ok].max(), predicted[ok].max())
-                ax.plot([low, high], [low, high], "k--", lw=0.8)
-            ax.set_xlabel(f"DFT target: {result['target']}")
-            ax.set_ylabel(f"NIP: {label}" + (" (log10)" if comp["transform"] == "log10" else ""))
-            ax.set_title(f"{result['backbone']}: MAE {_fmt(comp['mae'])}, rho {_fmt(comp['spearman'], 3)}, "
-                         f"n={comp['n_valid']}", fontsize=9)
-        figure.suptitle(result["task"], fontsize=10)
-        figure.tight_layout()
-        if targets is not None:
-            with atomic_output(Path(out_dir) / f"{path.stem}.png") as tmp:
-                figure.savefig(tmp, dpi=110, format="png")
-        plt.close(figure)
-    lines += ["", "Parity plots: `<task>__<backbone>.png` in this folder.", ""]
-    cost_file = Path(out_dir) / "cost.json"
-    if cost_file.is_file():  # benchmarks/perf/test_physics_cost.py with HACKNIP_PHYSICS_TABLE
-        cost = json.loads(cost_file.read_text())
-        quantities = sorted({q for row in cost.values() for q in row["cpu_s_per_structure"]})
-        lines += ["## Cost per quantity", "",
-                  "`benchmarks/perf/test_physics_cost.py`: each quantity alone, CPU-s per structure, one thread; the",
-                  "projection scales by the full log_kvrh set's mean atom count (phonons grow faster: a lower bound).", "",
-                  "| backbone | structures (mean atoms) | " + " | ".join(quantities)
-                  + " | references, CPU-s per element | projected full log_kvrh, CPU-h (EOS + elastic) |",
-                  "|---|---|" + "---|" * len(quantities) + "---|---|"]
-        for name, row in cost.items():
-            per = row["cpu_s_per_structure"]
-            projected = row["projected_log_kvrh_cpu_hours"]
-            lines.append(f"| {name} | {row['n_structures']} {row['source']} ({row['mean_atoms']:.1f}) | "
-                         + " | ".join(_fmt(per.get(q), 3) for q in quantities)
-                         + f" | {_fmt(row['reference_cpu_s_per_element'], 2)} | "
-                         f"{_fmt(projected['eos'] + projected['elastic'], 2)} |")
-        lines.append("")
-    readme = Path(out_dir) / "README.md"
-    with atomic_output(readme) as tmp:
-        tmp.write_text("\n".join(lines))
-    return readme
-
-
-def _fmt(value, digits: int = 4) -> str:
-    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
 
 
 def main(argv=None) -> int:
@@ -420,8 +312,8 @@ def main(argv=None) -> int:
         result = json.loads(path.read_text())
         for label, comp in result["comparisons"].items():
             print(f"{result['task']} {result['backbone']} {label}: n_valid {comp['n_valid']}/{comp['n']} "
-                  f"MAE {_fmt(comp['mae'])} rho {_fmt(comp['spearman'], 3)}")
-        print(f"cost: {_fmt(result['cost']['cpu_seconds_per_computed_structure'], 3)} CPU-s/structure; wrote {path}")
+                  f"MAE {fmt(comp['mae'])} rho {fmt(comp['spearman'], 3)}")
+        print(f"cost: {fmt(result['cost']['cpu_seconds_per_computed_structure'], 3)} CPU-s/structure; wrote {path}")
     else:
         print(render(Path(args.out_dir)))
     return 0
