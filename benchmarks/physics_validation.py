@@ -188,7 +188,7 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     from hacknip_ase.cache import structure_digest
     from hacknip_ase.physics import PhysicsSettings, physics_features
     from hacknip_ase.physics.features import plain_atoms
-    from hacknip_ase.physics.records import physics_identity
+    from hacknip_ase.physics.records import count_reasons, physics_identity
     from hacknip_ase.provenance import feature_versions as versions
 
     torch.set_num_threads(1)  # one thread per process: the cost we report is CPU-s per structure on one core
@@ -207,8 +207,9 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     cpu0, wall0 = time.process_time(), time.perf_counter()
     backbone = get_backbone(backbone_name)
     load_cpu = time.process_time() - cpu0
+    identity = physics_identity(backbone, physics_settings)
     assembled = None if shard is not None else _from_shards(
-        out_dir, backbone_name, asdict(physics_settings), physics_identity(backbone, physics_settings), digests, kept)
+        out_dir, backbone_name, asdict(physics_settings), identity, digests, kept)
     if assembled is None:
         values, columns, metadata = physics_features(structures, backbone, settings=physics_settings,
                                                      cache_dir=cache_dir, progress=progress, ids=ids,
@@ -217,13 +218,8 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     else:  # every row is in committed shard files: nothing to compute
         values, columns = assembled["values"], kept
         row_reasons = assembled["reasons"]
-        counts = {}
-        for marked in row_reasons:
-            for column, reason in marked.items():
-                counts.setdefault(column, {}).setdefault(reason, 0)
-                counts[column][reason] += 1
-        metadata = {"computed": 0, "cache": None, "cpu_seconds": {}, "reason_counts": counts,
-                    "settings": asdict(physics_settings), "backbone": physics_identity(backbone, physics_settings),
+        metadata = {"computed": 0, "cache": None, "cpu_seconds": {}, "reason_counts": count_reasons(row_reasons),
+                    "settings": asdict(physics_settings), "backbone": identity,
                     "references": assembled["references"]}
     cpu, wall = time.process_time() - cpu0 - load_cpu, time.perf_counter() - wall0
     index = {c: k for k, c in enumerate(columns)}
@@ -246,10 +242,12 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     result["shard"] = None if shard is None else {"k": shard[0], "n": shard[1]}
-    shards = None if shard is not None else _shard_costs(out_dir, task_name, backbone_name, metadata["settings"], rows)
     if assembled is not None:
         result["cost"]["assembled_from_shards"] = True
         shards = {"files": assembled["files"], **assembled["cost"]}
+    else:
+        shards = None if shard is not None else _shard_costs(out_dir, task_name, backbone_name,
+                                                             metadata["settings"], rows)
     if shards is not None and shards["computed"] > metadata["computed"]:
         per = shards["cpu_seconds"] / shards["computed"]
         result["cost"].update(shards=shards, cpu_seconds_per_computed_structure=per,

@@ -18,6 +18,7 @@ from .records import (
     PHYSICS_FORMAT,
     PhysicsResult,
     PhysicsSettings,
+    count_reasons,
     physics_identity,
     physics_root,
 )
@@ -129,14 +130,12 @@ def physics_features(structures, backbone="chgnet", *, settings: PhysicsSettings
 
     if references is not None:
         runner.cpu_seconds["references"] = references.cpu_seconds
-    by_row, counts = {}, {}
+    by_row = {}
     for sid, row in zip(ids, reasons, strict=True):
         marked = {c: r for c, r in zip(PHYSICS_COLUMNS, row, strict=True) if r}
         if marked:
             by_row[sid] = marked
-        for column, reason in marked.items():
-            counts.setdefault(column, {}).setdefault(reason, 0)
-            counts[column][reason] += 1
+    counts = count_reasons(by_row.values())
     used = sorted({chemical_symbols[z] for s in structures for z in s.numbers})
     metadata = {
         "physics_format": PHYSICS_FORMAT,

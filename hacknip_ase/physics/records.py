@@ -234,3 +234,13 @@ def physics_root(cache_dir=None) -> Path:
     from ..files import cache_dir as user_cache_dir
 
     return user_cache_dir() / "physics"
+
+
+def count_reasons(marked_rows) -> dict[str, dict[str, int]]:
+    """{column: {reason: rows}} over rows given as {column: reason} dicts (the NaN reasons of a set)."""
+    counts: dict[str, dict[str, int]] = {}
+    for marked in marked_rows:
+        for column, reason in marked.items():
+            counts.setdefault(column, {}).setdefault(reason, 0)
+            counts[column][reason] += 1
+    return counts
