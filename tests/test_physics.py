@@ -215,7 +215,59 @@ def test_harmonic_toy_has_its_analytic_gamma_spectrum():
     assert result.values[COL["gamma_n_imaginary"]] == 0
     real = optical[optical > 1.0]
     assert result.values[COL["gamma_mean_frequency"]] == pytest.approx(real.mean(), rel=1e-3)
-    assert result.details["phonon_supercell"] == {"repeats": [2, 3, 1], "atoms": 12}
+    assert result.details["phonon_supercell"] == {"repeats": [2, 3, 1], "atoms": 12, "displaced_copies": 6}
+
+
+def emt_forces(copies) -> list[np.ndarray]:
+    forces = []
+    for atoms in copies:
+        atoms = atoms.copy()
+        atoms.calc = EMT()
+        forces.append(atoms.get_forces())
+    return forces
+
+
+def symmetry_cases() -> dict:
+    l12 = bulk("Cu", "fcc", a=3.7, cubic=True)
+    l12[0].symbol = "Au"
+    rattled = bulk("Cu", "fcc", a=3.6, cubic=True)
+    rattled.rattle(0.05, seed=1)
+    return {  # name: (structure, displaced copies with symmetry, tolerance on the force constants)
+        "fcc, rhombohedral primitive cell": (bulk("Cu", "fcc", a=3.6), 1, 1e-9),
+        "rocksalt": (bulk("CuAu", "rocksalt", a=4.6), 2, 1e-9),
+        "L1_2 (two orbits)": (l12, 3, 1e-9),
+        # hexagonal: site rotations of 120 degrees mix x and y, fitted by least squares; the
+        # difference is the finite differences' own O(step^2) anharmonic part
+        "hcp": (bulk("Cu", "hcp", a=2.55, c=4.2), 2, 1e-4),
+        "hcp, two cells along c (unequal repeats)": (bulk("Cu", "hcp", a=2.55, c=4.2).repeat((1, 1, 2)), 2, 1e-4),
+        "wurtzite (no inversion: - copies computed)": (bulk("CuAu", "wurtzite", a=3.0, c=4.9), 6, 1e-4),
+        "rattled (no symmetry)": (rattled, 24, 0.0),
+    }
+
+
+@pytest.mark.parametrize("name", list(symmetry_cases()))
+def test_symmetry_spares_displacements_not_accuracy(name):
+    atoms, expected_copies, tolerance = symmetry_cases()[name]
+    repeats = physics.phonon_repeats(atoms, 6.0)
+    plain = physics.displacement_plan(atoms, repeats, symprec=0.0)
+    reduced = physics.displacement_plan(atoms, repeats, symprec=1e-5)
+    plain_copies, reduced_copies = plain.displaced(0.01), reduced.displaced(0.01)
+    assert len(plain_copies) == 6 * len(atoms) and len(reduced_copies) == expected_copies
+    expected = physics.force_constants(repeats, plain.first_rows(emt_forces(plain_copies), 0.01))
+    found = physics.force_constants(repeats, reduced.first_rows(emt_forces(reduced_copies), 0.01))
+    assert np.abs(found - expected).max() <= tolerance * np.abs(expected).max() + 1e-12
+
+
+def test_phonon_symprec_is_in_the_settings_and_changes_only_the_copies():
+    model = SpringModel()
+    plain = compute_physics([model.cell()], model, PhysicsSettings(quantities=("phonon",), phonon_symprec=0.0))[0]
+    reduced = compute_physics([model.cell()], model, PhysicsSettings(quantities=("phonon",)))[0]
+    assert plain.details["phonon_supercell"]["displaced_copies"] == 12
+    assert reduced.details["phonon_supercell"]["displaced_copies"] == 6  # mirrors give the - copies
+    np.testing.assert_allclose(reduced.frequencies, plain.frequencies, atol=1e-6 * plain.frequencies.max())
+    assert PhysicsSettings().identity()["phonon_symprec"] == 1e-5
+    with pytest.raises(errors.InvalidOptionError, match="phonon_symprec"):
+        PhysicsSettings(phonon_symprec=-1.0)
 
 
 def test_supercell_over_the_cap_is_nan_with_its_reason():

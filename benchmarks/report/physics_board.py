@@ -110,6 +110,22 @@ def render(out_dir: Path = OUT_DIR) -> Path:
                          + f" | {fmt(row['reference_cpu_s_per_element'], 2)} | "
                          f"{fmt(projected['eos'] + projected['elastic'], 2)} |")
         lines.append("")
+    symmetry_file = Path(out_dir) / "phonon_symmetry.json"
+    if symmetry_file.is_file():  # test_physics_cost.py with HACKNIP_PHYSICS_SYMMETRY_TABLE
+        lines += ["## Phonons: symmetry-reduced displacements", "",
+                  "`benchmarks/perf/test_physics_cost.py::test_phonon_symmetry_saving`: Gamma phonons of the same",
+                  "matbench_phonons structures with every first-cell atom displaced +- x, y, z (`phonon_symprec=0`) and",
+                  "with only the displacements the crystal's rotations do not relate (default), interleaved in one run.", "",
+                  ("| backbone | structures (mean atoms) | CPU-s / structure, all | CPU-s / structure, reduced | CPU ratio "
+                   "| displaced copies, all / reduced | Gamma max shift, cm^-1 (max, mean) |"),
+                  "|---|---|---|---|---|---|---|"]
+        for name, row in json.loads(symmetry_file.read_text()).items():
+            per, copies, shift = row["cpu_s_per_structure"], row["displaced_copies"], row["gamma_max_abs_shift_cm1"]
+            lines.append(f"| {name} | {row['n_structures']} {row['source']} ({row['mean_atoms']:.1f}) | "
+                         f"{fmt(per['all displacements'], 3)} | {fmt(per['symmetry-reduced'], 3)} | "
+                         f"{fmt(row['cpu_ratio'], 3)} | {copies['all']} / {copies['symmetry-reduced']} | "
+                         f"{fmt(shift['max'], 3)}, {fmt(shift['mean'], 3)} |")
+        lines.append("")
     readme = Path(out_dir) / "README.md"
     with atomic_output(readme) as tmp:
         tmp.write_text("\n".join(lines))

@@ -33,8 +33,12 @@ cache identity and the metadata record it. The EOS fit finds the NIP's own equil
 
 Phonons: the cell is repeated until every lattice vector is at least ``phonon_min_length``
 (default 6 A; at most ``phonon_max_atoms`` atoms, else NaN); only the atoms of the first copy
-are displaced (+-``phonon_displacement`` along x, y, z; translation symmetry gives the rest of
-the supercell's force constants), the force constants are symmetrised, the acoustic sum rule is
+are displaced (+-``phonon_displacement``; translation symmetry gives the rest of the supercell's
+force constants). Of those only the atoms and directions that the crystal's rotations (spglib,
+``phonon_symprec``) do not relate are displaced: a rotation that maps the supercell onto itself
+carries one atom's force constants to another's, and a displaced atom's site rotations turn one
+displacement into others, fitted by least squares (``phonon_symprec=0``: every atom, +- x, y, z).
+The force constants are symmetrised, the acoustic sum rule is
 imposed, and the mass-weighted Gamma-point dynamical matrix of the supercell is diagonalised.
 Its eigenvalues are the frequencies at every q commensurate with the supercell. The three
 acoustic (translation) modes are excluded; imaginary frequencies count as negative.
@@ -62,7 +66,8 @@ from .eos import EOS_FORMS, fit_eos
 from .features import physics_features
 from .phonons import (
                       EV_TO_INVCM,
-                      displaced_supercells,
+                      DisplacementPlan,
+                      displacement_plan,
                       force_constants,
                       frequencies_from_force_constants,
                       phonon_repeats,
@@ -84,13 +89,47 @@ from .records import (
                       physics_identity,
                       register_physics_outputs,
 )
-from .references import MOLECULAR_ELEMENTS, REFERENCE_PHASES, ElementalReferences, elemental_references
+from .references import (
+                      MOLECULAR_ELEMENTS,
+                      REFERENCE_PHASES,
+                      ElementalReferences,
+                      elemental_references,
+)
 from .simulator import SimulatorCalculator, relax
 
-__all__ = ["COLUMN_INFO", "COLUMN_UNITS", "EOS_FORMS", "EV_TO_INVCM", "MOLECULAR_ELEMENTS", "PHYSICS_COLUMNS",
-           "PHYSICS_FORMAT", "PHYSICS_OUTPUTS", "QUANTITIES", "REASONS", "REFERENCE_PHASES", "ElementalReferences",
-           "PhysicsResult", "PhysicsSettings", "SimulatorCalculator", "columns_of", "compute_physics",
-           "displaced_supercells", "elastic_tensor", "elemental_references", "fit_eos", "force_constants",
-           "frequencies_from_force_constants", "outputs_for", "phonon_repeats", "physics_features",
-           "physics_identity", "register_physics_outputs", "relax", "spectrum_summary", "strained", "voigt_strain",
-           "vrh_moduli"]
+__all__ = [
+                      "COLUMN_INFO",
+                      "COLUMN_UNITS",
+                      "EOS_FORMS",
+                      "EV_TO_INVCM",
+                      "MOLECULAR_ELEMENTS",
+                      "PHYSICS_COLUMNS",
+                      "PHYSICS_FORMAT",
+                      "PHYSICS_OUTPUTS",
+                      "QUANTITIES",
+                      "REASONS",
+                      "REFERENCE_PHASES",
+                      "DisplacementPlan",
+                      "ElementalReferences",
+                      "PhysicsResult",
+                      "PhysicsSettings",
+                      "SimulatorCalculator",
+                      "columns_of",
+                      "compute_physics",
+                      "displacement_plan",
+                      "elastic_tensor",
+                      "elemental_references",
+                      "fit_eos",
+                      "force_constants",
+                      "frequencies_from_force_constants",
+                      "outputs_for",
+                      "phonon_repeats",
+                      "physics_features",
+                      "physics_identity",
+                      "register_physics_outputs",
+                      "relax",
+                      "spectrum_summary",
+                      "strained",
+                      "voigt_strain",
+                      "vrh_moduli",
+]

@@ -1,8 +1,15 @@
-"""Gamma-point phonons of a supercell from finite displacements of the first copy's atoms."""
+"""Gamma-point phonons of a supercell from finite displacements of first-copy atoms.
+
+Only the atoms and directions that the crystal's symmetry does not already relate are displaced
+(:class:`DisplacementPlan`): a rotation that maps the supercell onto itself maps one atom's
+force-constant rows onto another's, and a site rotation of a displaced atom turns one displacement
+into others. With ``symprec=0`` every first-copy atom is displaced +- along x, y and z.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms, units
@@ -17,38 +24,163 @@ def phonon_repeats(atoms: Atoms, min_length: float) -> tuple[int, int, int]:
     return tuple(max(1, int(np.ceil(min_length / length - 1e-9))) for length in atoms.cell.lengths())
 
 
-def displaced_supercells(atoms: Atoms, repeats, step: float) -> tuple[Atoms, list[Atoms]]:
-    """The supercell and its copies with one first-cell atom moved +-``step`` (A) along x, y, z.
+@dataclass(frozen=True)
+class Operation:
+    """A symmetry operation of the supercell: Cartesian rotation and the image of every atom."""
 
-    Order: atom a, axis alpha, sign (+, -): index ``(a * 3 + alpha) * 2 + (0 for +, 1 for -)``.
-    """
+    rotation: np.ndarray  #: (3, 3), x' = rotation @ x
+    image: np.ndarray  #: (n,) int, atom j goes to atom image[j]
+
+
+@dataclass(frozen=True)
+class DisplacedSite:
+    """A displaced first-copy atom: its directions, and for each the site operation that turns
+    the + displacement into the - one (None: the - copy is computed too)."""
+
+    atom: int
+    site_operations: tuple[Operation, ...]
+    directions: tuple[np.ndarray, ...]
+    reverses: tuple[Operation | None, ...]
+
+
+@dataclass(frozen=True)
+class DisplacementPlan:
+    """Which copies to compute, and how every first-copy atom's force-constant rows follow from them."""
+
+    supercell: Atoms
+    sites: tuple[DisplacedSite, ...]
+    #: per first-copy atom: (index into ``sites``, operation taking that site's atom to this one)
+    images: tuple[tuple[int, Operation], ...]
+
+    def displaced(self, step: float) -> list[Atoms]:
+        """The copies to run, site by site and direction by direction: +, then - where computed."""
+        copies = []
+        for site in self.sites:
+            for direction, reverse in zip(site.directions, site.reverses, strict=True):
+                for sign in (1.0, -1.0) if reverse is None else (1.0,):
+                    copy = self.supercell.copy()
+                    copy.positions[site.atom] += sign * step * direction
+                    copies.append(copy)
+        return copies
+
+    def first_rows(self, forces: Sequence[np.ndarray], step: float) -> np.ndarray:
+        """(n_prim, 3, n, 3) force constants (eV/A^2) between the first copy's atoms and all atoms,
+        from the forces of :meth:`displaced` in its order."""
+        n = len(self.supercell)
+        remaining = iter(np.asarray(f, float) for f in forces)
+        site_rows = []
+        for site in self.sites:
+            directions, derivatives = [], []
+            for direction, reverse in zip(site.directions, site.reverses, strict=True):
+                plus = next(remaining)
+                minus = next(remaining) if reverse is None else _moved(plus, reverse)
+                derivative = -(plus - minus) / (2 * step)  # row d . Phi(site, :, j, :) for every atom j
+                for operation in site.site_operations:
+                    directions.append(operation.rotation @ direction)
+                    derivatives.append(_moved(derivative, operation).reshape(-1))
+            rows, *_ = np.linalg.lstsq(np.array(directions), np.array(derivatives), rcond=None)
+            site_rows.append(rows.reshape(3, n, 3))
+        first = np.zeros((len(self.images), 3, n, 3))
+        for a, (k, operation) in enumerate(self.images):
+            rotation = operation.rotation
+            first[a][:, operation.image, :] = np.einsum("am,mjn,bn->ajb", rotation, site_rows[k], rotation)
+        return first
+
+
+def _moved(vectors: np.ndarray, operation: Operation) -> np.ndarray:
+    """Per-atom vectors carried by ``operation``: the vector of atom j, rotated, belongs to image[j]."""
+    moved = np.empty_like(vectors)
+    moved[operation.image] = vectors @ operation.rotation.T
+    return moved
+
+
+def displacement_plan(atoms: Atoms, repeats, symprec: float = 1e-5) -> DisplacementPlan:
+    """The fewest displaced copies of the supercell ``atoms.repeat(repeats)`` that give every
+    first-copy atom's force constants under the rotations spglib finds (tolerance ``symprec`` A)
+    and that map this supercell onto itself; ``symprec=0`` uses no symmetry."""
     supercell = atoms.repeat(repeats)
     supercell.calc = None
-    copies = []
-    for a in range(len(atoms)):
-        for alpha in range(3):
-            for sign in (1.0, -1.0):
-                copy = supercell.copy()
-                copy.positions[a, alpha] += sign * step
-                copies.append(copy)
-    return supercell, copies
+    operations = _supercell_operations(atoms, supercell, repeats, symprec)
+    n_prim = len(atoms)
+    sites: list[DisplacedSite] = []
+    images: list[tuple[int, Operation] | None] = [None] * n_prim
+    for atom in range(n_prim):
+        if images[atom] is not None:
+            continue
+        site_operations = tuple(op for op in operations if op.image[atom] == atom)
+        directions, reverses, span = [], [], np.zeros((0, 3))
+        for axis in np.eye(3):
+            grown = np.vstack([span, *[op.rotation @ axis for op in site_operations]])
+            if np.linalg.matrix_rank(grown, tol=1e-6) > np.linalg.matrix_rank(span, tol=1e-6):
+                directions.append(axis)
+                reverses.append(next((op for op in site_operations
+                                      if np.allclose(op.rotation @ axis, -axis, atol=1e-8)), None))
+                span = grown
+        sites.append(DisplacedSite(atom, site_operations, tuple(directions), tuple(reverses)))
+        for op in operations:
+            if op.image[atom] < n_prim and images[op.image[atom]] is None:
+                images[op.image[atom]] = (len(sites) - 1, op)
+    return DisplacementPlan(supercell, tuple(sites), tuple(images))
 
 
-def force_constants(n_prim: int, repeats, forces: Sequence[np.ndarray], step: float) -> np.ndarray:
-    """Supercell force constants (3N, 3N), eV/A^2, from the forces of :func:`displaced_supercells`.
+def _supercell_operations(atoms: Atoms, supercell: Atoms, repeats, symprec: float) -> list[Operation]:
+    """Identity first, then the space-group operations of ``atoms`` (spglib) that map the diagonal
+    supercell onto itself, each composed with every lattice translation of the supercell, so
+    that every first-copy atom's images include the first copy."""
+    n = len(supercell)
+    identity = Operation(np.eye(3), np.arange(n))
+    if symprec <= 0:
+        return [identity]
+    import spglib
+
+    found = spglib.get_symmetry((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers), symprec=symprec)
+    if found is None:
+        return [identity]
+    lattice = atoms.cell[:]
+    dims = np.array(repeats, float)
+    fractional = supercell.positions @ np.linalg.inv(lattice)  # in units of the primitive lattice vectors
+    shifts = np.array([(i, j, k) for i in range(int(dims[0])) for j in range(int(dims[1]))
+                       for k in range(int(dims[2]))], float)
+    tol = max(4 * symprec, 1e-6)
+    translations = [_image(fractional + shift, fractional, dims, lattice, supercell.numbers, tol) for shift in shifts]
+    operations = [identity]
+    for rotation, translation in zip(found["rotations"], found["translations"], strict=True):
+        on_supercell = np.diag(1 / dims) @ rotation @ np.diag(dims)
+        if not np.allclose(on_supercell, np.round(on_supercell)):
+            continue  # it maps the crystal onto itself but not this supercell's lattice
+        image = _image(fractional @ rotation.T + translation, fractional, dims, lattice, supercell.numbers, tol)
+        if image is None:
+            continue
+        cartesian = lattice.T @ rotation @ np.linalg.inv(lattice.T)
+        for shifted in translations:
+            composed = shifted[image]
+            if not (np.allclose(cartesian, np.eye(3)) and np.all(composed == identity.image)):
+                operations.append(Operation(cartesian, composed))
+    return operations
+
+
+def _image(moved, fractional, dims, lattice, numbers, tol: float) -> np.ndarray | None:
+    """For each moved position, the index of the atom it lands on modulo the supercell (None if any misses)."""
+    difference = moved[:, None, :] - fractional[None, :, :]
+    difference -= dims * np.round(difference / dims)
+    distance = np.linalg.norm(difference @ lattice, axis=2)
+    image = np.argmin(distance, axis=1)
+    if distance[np.arange(len(image)), image].max() > tol or len(set(image.tolist())) != len(image) \
+            or np.any(numbers[image] != numbers):
+        return None
+    return image
+
+
+def force_constants(repeats, first: np.ndarray) -> np.ndarray:
+    """Supercell force constants (3N, 3N), eV/A^2, from the first copy's rows
+    (:meth:`DisplacementPlan.first_rows`, ``first[a, alpha, j, beta] = d^2E / du_(a, alpha) du_(j, beta)``).
 
     Translation symmetry: the block between atom b of copy t and atom b' of copy t' is the
     first copy's block between b and b' of copy (t' - t), with copies numbered the way
     ``Atoms.repeat`` numbers them. The result is symmetrised and the acoustic sum rule imposed.
     """
     r0, r1, r2 = (int(r) for r in repeats)
-    n_copies = r0 * r1 * r2
-    n = n_prim * n_copies
-    first = np.zeros((n_prim, 3, n, 3))  # first[a, alpha, j, beta] = d^2E / du_(a, alpha) du_(j, beta)
-    for a in range(n_prim):
-        for alpha in range(3):
-            plus, minus = forces[(a * 3 + alpha) * 2], forces[(a * 3 + alpha) * 2 + 1]
-            first[a, alpha] = -(np.asarray(plus) - np.asarray(minus)) / (2 * step)
+    n_prim, n = first.shape[0], first.shape[2]
     grid = np.array([(m0, m1, m2) for m0 in range(r0) for m1 in range(r1) for m2 in range(r2)])
     dims = np.array([r0, r1, r2])
     full = np.zeros((n, 3, n, 3))

@@ -13,7 +13,7 @@ from ..errors import InvalidStructureError
 from .elastic import elastic_tensor, strained, voigt_strain, vrh_moduli
 from .eos import fit_eos
 from .phonons import (
-    displaced_supercells,
+    displacement_plan,
     force_constants,
     frequencies_from_force_constants,
     phonon_repeats,
@@ -76,10 +76,12 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
         if "phonon" in wanted:
             repeats = phonon_repeats(atoms, settings.phonon_min_length)
             n_super = len(atoms) * int(np.prod(repeats))
-            results[i].details["phonon_supercell"] = {"repeats": list(repeats), "atoms": n_super}
+            details = results[i].details["phonon_supercell"] = {"repeats": list(repeats), "atoms": n_super}
             if n_super <= settings.phonon_max_atoms:
-                supercell, copies = displaced_supercells(atoms, repeats, settings.phonon_displacement)
-                plan["phonon"] = (repeats, supercell, [Request(i, "phonon", c, forces=True) for c in copies])
+                displacements = displacement_plan(atoms, repeats, settings.phonon_symprec)
+                copies = displacements.displaced(settings.phonon_displacement)
+                details["displaced_copies"] = len(copies)
+                plan["phonon"] = (repeats, displacements, [Request(i, "phonon", c, forces=True) for c in copies])
                 derived += plan["phonon"][2]
     rejected |= runner.run(derived)
 
@@ -156,13 +158,13 @@ def _fill_result(result: PhysicsResult, atoms: Atoms, base: Request, plan: dict,
         if "phonon" not in plan:
             result.fail(columns_of("phonon"), "supercell over the atom cap")
         else:
-            repeats, supercell, requests = plan["phonon"]
+            repeats, displacements, requests = plan["phonon"]
             forces = [r.result[1] for r in requests]
             if not all(np.all(np.isfinite(f)) for f in forces):
                 result.fail(columns_of("phonon"), "non-finite NIP output")
                 return
-            matrix = force_constants(n, repeats, forces, settings.phonon_displacement)
-            result.frequencies = frequencies_from_force_constants(matrix, supercell.get_masses())
+            matrix = force_constants(repeats, displacements.first_rows(forces, settings.phonon_displacement))
+            result.frequencies = frequencies_from_force_constants(matrix, displacements.supercell.get_masses())
             summary, reason = spectrum_summary(result.frequencies, settings.imaginary_tol)
             if reason:
                 result.fail(columns_of("phonon"), reason)

@@ -88,6 +88,10 @@ class PhysicsSettings:
         Largest supercell (atoms) the phonon step builds (default 128); beyond it: NaN.
     phonon_displacement : float
         Finite displacement (A), +- along each axis (default 0.01).
+    phonon_symprec : float
+        Tolerance (A) of spglib's search for the rotations that spare displacements (default
+        1e-5: the symmetry the structure has to within 1e-5 A); 0 displaces every first-copy
+        atom +- along x, y and z.
     imaginary_tol : float
         Modes below -``imaginary_tol`` cm^-1 count as imaginary (default 10).
     max_batch_atoms : int
@@ -110,6 +114,7 @@ class PhysicsSettings:
     phonon_min_length: float = 6.0
     phonon_max_atoms: int = 128
     phonon_displacement: float = 0.01
+    phonon_symprec: float = 1e-5
     imaginary_tol: float = 10.0
     max_batch_atoms: int = 1024
     max_force_batch_atoms: int = 64
@@ -133,8 +138,8 @@ class PhysicsSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"{name} must be an integer >= 1, got {value!r}")
-        if not self.phonon_min_length >= 0 or not self.imaginary_tol >= 0:
-            raise InvalidOptionError("phonon_min_length and imaginary_tol must be >= 0")
+        if not self.phonon_min_length >= 0 or not self.imaginary_tol >= 0 or not 0 <= self.phonon_symprec < 0.5:
+            raise InvalidOptionError("phonon_min_length and imaginary_tol must be >= 0, phonon_symprec in [0, 0.5)")
 
     def identity(self) -> dict:
         """What changes the numbers (the cache identity's part from the method)."""
