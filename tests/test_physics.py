@@ -161,6 +161,9 @@ class SpringModel:
     (bond 1.5 A) and k_y between each atom and its own images along y (2.5 A)."""
 
     identity = {"name": "springs", "model": "test"}
+    # not invariant under every rotation (the springs keep to x and y), but under the orthorhombic
+    # cell's own mirrors and 2-fold axes, which are all the phonon step asks about
+    point_symmetry = "O(3)"
     a, b, k_x, k_y = 3.0, 2.5, 5.0, 1.0  # A, A, eV/A^2, eV/A^2
 
     def cell(self) -> Atoms:
@@ -258,6 +261,25 @@ def test_symmetry_spares_displacements_not_accuracy(name):
     assert np.abs(found - expected).max() <= tolerance * np.abs(expected).max() + 1e-12
 
 
+def test_proper_rotations_only_for_a_model_without_parity():
+    """SevenNet-0 has no parity: inversion and mirrors may not relate its forces. In wurtzite the
+    in-plane displacement is reversed only by mirrors and the 6_3 screw's site part, 3m, keeps
+    just its 3-fold rotation: more copies with rotations alone, and the same force constants."""
+    atoms = bulk("CuAu", "wurtzite", a=3.0, c=4.9)
+    repeats = physics.phonon_repeats(atoms, 6.0)
+    with_parity = physics.displacement_plan(atoms, repeats, 1e-5, symmetry="O(3)")
+    rotations_only = physics.displacement_plan(atoms, repeats, 1e-5, symmetry="SO(3)")
+    assert len(with_parity.displaced(0.01)) == 6 and len(rotations_only.displaced(0.01)) == 8
+    assert all(np.linalg.det(op.rotation) > 0 for site in rotations_only.sites for op in site.site_operations)
+    assert any(np.linalg.det(op.rotation) < 0 for site in with_parity.sites for op in site.site_operations)
+    expected = physics.force_constants(repeats, with_parity.first_rows(emt_forces(with_parity.displaced(0.01)), 0.01))
+    found = physics.force_constants(repeats, rotations_only.first_rows(emt_forces(rotations_only.displaced(0.01)), 0.01))
+    np.testing.assert_allclose(found, expected, atol=1e-4 * np.abs(expected).max())
+    assert len(physics.displacement_plan(atoms, repeats, 1e-5, symmetry=None).displaced(0.01)) == 24
+    with pytest.raises(ValueError, match="symmetry"):
+        physics.displacement_plan(atoms, repeats, 1e-5, symmetry="C1")
+
+
 def test_phonon_symprec_is_in_the_settings_and_changes_only_the_copies():
     model = SpringModel()
     plain = compute_physics([model.cell()], model, PhysicsSettings(quantities=("phonon",), phonon_symprec=0.0))[0]
@@ -266,6 +288,8 @@ def test_phonon_symprec_is_in_the_settings_and_changes_only_the_copies():
     assert reduced.details["phonon_supercell"]["displaced_copies"] == 6  # mirrors give the - copies
     np.testing.assert_allclose(reduced.frequencies, plain.frequencies, atol=1e-6 * plain.frequencies.max())
     assert PhysicsSettings().identity()["phonon_symprec"] == 1e-5
+    unknown = compute_physics([bulk("Cu", "fcc", a=3.6)], EMTSimulator(), PhysicsSettings(quantities=("phonon",)))[0]
+    assert unknown.details["phonon_supercell"]["displaced_copies"] == 6  # no point_symmetry: no symmetry used
     with pytest.raises(errors.InvalidOptionError, match="phonon_symprec"):
         PhysicsSettings(phonon_symprec=-1.0)
 

@@ -69,9 +69,11 @@ class Backbone(abc.ABC):
     name: str = ""
     #: True when the model only takes periodic cells (molecules are boxed in vacuum)
     needs_cell: bool = False
-    #: False for models that are not rotation invariant by construction (ORB learns it only
-    #: approximately), so their features change when a structure is rotated
-    rotation_invariant: bool = True
+    #: What the model's energy and features are invariant under by construction: "O(3)"
+    #: (rotations and inversion), "SO(3)" (rotations only) or None (ORB learns rotation
+    #: invariance only approximately: its features change when a structure is rotated). The
+    #: phonon step uses no more of a crystal's symmetry than this (physics.displacement_plan).
+    point_symmetry: str | None = None
     info: BackboneInfo
 
     def __init__(self, *, device: str = "cpu", expand_supercell: bool = False,

@@ -89,6 +89,7 @@ class CHGNetBackbone(NIPBackbone):
         return graphs
 
     separate_derivatives = True  # CHGNet runs one backward pass per derivative
+    point_symmetry = "O(3)"  # its features are distances and bond angles
 
     def _forward(self, atoms_list: list[Atoms], *, forces: bool, stress: bool) -> ForwardResult:
         graphs = [g.to(self.device) for g in self.graphs(atoms_list)]

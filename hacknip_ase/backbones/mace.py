@@ -224,6 +224,8 @@ class MACEBackbone(NIPBackbone):
     def depth_modules(self):
         return [self.model.node_embedding, *self.model.products]
 
+    point_symmetry = "O(3)"  # E(3)-equivariant irreps with parity
+
     def describe(self) -> dict:
         heads = list(getattr(self.model, "heads", ["Default"]))
         head = self.head

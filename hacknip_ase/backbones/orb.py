@@ -29,7 +29,7 @@ expansion.
 Rotation. ORB is not rotation invariant by construction: its edge features include raw unit
 vectors (orb-v2) or spherical harmonics (orb-v3), and they go into plain MLPs. Invariance is
 learned only approximately, so features at depth >= 1 depend on orientation. Depth 0 does
-not. ``ORBBackbone.rotation_invariant`` is False.
+not. ``ORBBackbone.point_symmetry`` is None.
 
 Molecules (``pbc=False``) are featurized as they are: ORB needs no cell. Partly periodic
 cells are rejected, because ORB does not support them. The element coverage is
@@ -117,7 +117,7 @@ class ORBBackbone(NIPBackbone):
     needs_cell = False
     # ORB feeds raw edge unit vectors to its MLPs. It is not equivariant by construction,
     # so features at depth >= 1 change under rotation (trained weights only approximately).
-    rotation_invariant = False
+    point_symmetry = None
     trainable_prefixes = ("model.gnn_stacks",)
 
     def __init__(self, model: str = "orb-v2", *, weights=None, features: str = "node",

@@ -130,6 +130,11 @@ class SevenNetBackbone(NIPBackbone):
         gates = [m.gate for key, m in modules.items() if key.endswith("_equivariant_gate")]
         return [modules["onehot_to_feature_x"].linear, *gates]
 
+    @property
+    def point_symmetry(self) -> str:
+        """SevenNet-0 is built without parity ("is_parity": False): rotations only."""
+        return "O(3)" if self.config.get("is_parity", True) else "SO(3)"  # sevenn's own default is True
+
     def describe(self) -> dict:
         self._scalars = [scalar_index(m.irreps_out).to(self.device) for m in self._depth_modules]
         return {"dim": uniform_width(self._scalars, model=f"SevenNet checkpoint {self.weights_path}"),

@@ -8,6 +8,7 @@ into others. With ``symprec=0`` every first-copy atom is displaced +- along x, y
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from ase import Atoms, units
 #: hbar * sqrt(eV / (A^2 amu)) in eV: sqrt of a mass-weighted force-constant eigenvalue -> energy.
 _HBAR_OMEGA_EV = units._hbar * 1e10 / np.sqrt(units._e * units._amu)
 EV_TO_INVCM = 1.0 / units.invcm
+#: What a simulator's energy can be exactly invariant under (``point_symmetry`` of a backbone).
+POINT_SYMMETRIES = ("O(3)", "SO(3)", None)
 
 
 def phonon_repeats(atoms: Atoms, min_length: float) -> tuple[int, int, int]:
@@ -94,13 +97,21 @@ def _moved(vectors: np.ndarray, operation: Operation) -> np.ndarray:
     return moved
 
 
-def displacement_plan(atoms: Atoms, repeats, symprec: float = 1e-5) -> DisplacementPlan:
+def displacement_plan(atoms: Atoms, repeats, symprec: float = 1e-5, symmetry: str | None = "O(3)") -> DisplacementPlan:
     """The fewest displaced copies of the supercell ``atoms.repeat(repeats)`` that give every
     first-copy atom's force constants under the rotations spglib finds (tolerance ``symprec`` A)
-    and that map this supercell onto itself; ``symprec=0`` uses no symmetry."""
+    and that map this supercell onto itself.
+
+    ``symmetry`` is what the simulator's energy is exactly invariant under: "O(3)" (rotations
+    and inversion: every operation is used), "SO(3)" (proper rotations only: SevenNet-0 has no
+    parity), None (not even those: no symmetry, as with ``symprec=0``)."""
+    if symmetry not in POINT_SYMMETRIES:
+        raise ValueError(f"symmetry must be one of {POINT_SYMMETRIES}, got {symmetry!r}")
     supercell = atoms.repeat(repeats)
     supercell.calc = None
-    operations = _supercell_operations(atoms, supercell, repeats, symprec)
+    operations = _supercell_operations(atoms, supercell, repeats, symprec if symmetry else 0.0)
+    if symmetry == "SO(3)":
+        operations = [op for op in operations if np.linalg.det(op.rotation) > 0]
     n_prim = len(atoms)
     sites: list[DisplacedSite] = []
     images: list[tuple[int, Operation] | None] = [None] * n_prim
@@ -133,8 +144,14 @@ def _supercell_operations(atoms: Atoms, supercell: Atoms, repeats, symprec: floa
         return [identity]
     import spglib
 
-    found = spglib.get_symmetry((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers), symprec=symprec)
-    if found is None:
+    with warnings.catch_warnings():  # spglib >= 2.5 warns on every call until its error handling switches
+        warnings.filterwarnings("ignore", "Set OLD_ERROR_HANDLING", DeprecationWarning)
+        try:
+            found = spglib.get_symmetry((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers),
+                                        symprec=symprec)
+        except spglib.error.SpglibError:
+            found = None
+    if found is None:  # spglib cannot analyse it: every atom is displaced, as with symprec=0
         return [identity]
     lattice = atoms.cell[:]
     dims = np.array(repeats, float)

@@ -59,6 +59,7 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
 
     derived: list[Request] = []
     plans: dict[int, dict] = {}
+    symmetry = getattr(source, "point_symmetry", None)  # an unknown simulator's Hessian gets no symmetry imposed
     for i, atoms in enumerate(atoms_list):
         if i in rejected or not periodic[i]:
             continue
@@ -78,7 +79,7 @@ def compute_physics(structures: Sequence[Atoms], source, settings: PhysicsSettin
             n_super = len(atoms) * int(np.prod(repeats))
             details = results[i].details["phonon_supercell"] = {"repeats": list(repeats), "atoms": n_super}
             if n_super <= settings.phonon_max_atoms:
-                displacements = displacement_plan(atoms, repeats, settings.phonon_symprec)
+                displacements = displacement_plan(atoms, repeats, settings.phonon_symprec, symmetry)
                 copies = displacements.displaced(settings.phonon_displacement)
                 details["displaced_copies"] = len(copies)
                 plan["phonon"] = (repeats, displacements, [Request(i, "phonon", c, forces=True) for c in copies])

@@ -73,6 +73,32 @@ def _invariance_cases(atoms):
     return cases
 
 
+def _moved(atoms, operation):
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ operation.T
+    if atoms.pbc.any():
+        moved.cell = atoms.cell.array @ operation.T
+    return moved
+
+
+@pytest.mark.parametrize("make", [perturbed_alloy, lambda: molecule("CH3CH2OH")])
+def test_forces_obey_the_declared_point_symmetry(backbone, make):
+    """``point_symmetry`` is a promise the phonon step relies on (it spares displacements that a
+    crystal's rotations relate): the forces of a rotated structure, and for "O(3)" of an
+    inverted one, are the rotated forces."""
+    atoms = make()
+    forces = backbone.forward([atoms], forces=True).forces[0]
+    rotation = np.linalg.qr(np.random.default_rng(7).normal(size=(3, 3)))[0]
+    rotation *= np.sign(np.linalg.det(rotation))  # a proper rotation
+    promised = {"rotation": (rotation, backbone.point_symmetry in ("O(3)", "SO(3)")),
+                "inversion": (-np.eye(3), backbone.point_symmetry == "O(3)")}
+    for label, (operation, holds) in promised.items():
+        if holds:
+            moved = backbone.forward([_moved(atoms, operation)], forces=True).forces[0]
+            error = np.abs(moved - forces @ operation.T).max()  # eV/A; float32 models: ~1e-5 of the forces
+            assert error < 1e-4 + 1e-4 * np.abs(forces).max(), f"{label}: force error {error:.1e} eV/A"
+
+
 @pytest.mark.parametrize("make", [perturbed_alloy, lambda: molecule("CH3CH2OH")])
 def test_pooled_embeddings_are_invariant(backbone, make):
     atoms = make()
@@ -83,7 +109,7 @@ def test_pooled_embeddings_are_invariant(backbone, make):
     rotated.positions = atoms.positions @ rotation
     if atoms.pbc.any():
         rotated.cell = atoms.cell.array @ rotation
-    if backbone.rotation_invariant:
+    if backbone.point_symmetry is not None:
         cases["rotation"] = rotated
     for label, variant in cases.items():
         np.testing.assert_allclose(backbone.embed([variant])[0], reference, atol=1e-4, rtol=1e-4, err_msg=label)

@@ -67,7 +67,7 @@ def test_info_describes_orb_v2(orb, weights):
     assert info.cutoff == 6.0 and orb.max_num_neighbors == 20
     assert info.elements == frozenset(range(1, 118))
     assert info.weights_sha256 == sha256_file(weights)
-    assert not orb.rotation_invariant
+    assert orb.point_symmetry is None
 
 
 def test_unknown_model_and_feature_mode_are_typed_errors(weights):
