@@ -288,6 +288,8 @@ def test_phonon_symprec_is_in_the_settings_and_changes_only_the_copies():
     assert reduced.details["phonon_supercell"]["displaced_copies"] == 6  # mirrors give the - copies
     np.testing.assert_allclose(reduced.frequencies, plain.frequencies, atol=1e-6 * plain.frequencies.max())
     assert PhysicsSettings().identity()["phonon_symprec"] == 1e-5
+    assert physics.physics_identity(model, PhysicsSettings(quantities=("phonon",)))["point_symmetry"] == "O(3)"
+    assert "point_symmetry" not in physics.physics_identity(model, PhysicsSettings(quantities=("eos",)))
     unknown = compute_physics([bulk("Cu", "fcc", a=3.6)], EMTSimulator(), PhysicsSettings(quantities=("phonon",)))[0]
     assert unknown.details["phonon_supercell"]["displaced_copies"] == 6  # no point_symmetry: no symmetry used
     with pytest.raises(errors.InvalidOptionError, match="phonon_symprec"):

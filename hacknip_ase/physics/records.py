@@ -229,7 +229,10 @@ def physics_identity(source, settings: PhysicsSettings) -> dict | None:
         base = getattr(source, "identity", None)
         if base is None:
             return None
-    return {**base, "physics_format": PHYSICS_FORMAT, "settings": settings.identity(), "columns": list(PHYSICS_COLUMNS)}
+    identity = {**base, "physics_format": PHYSICS_FORMAT, "settings": settings.identity(), "columns": list(PHYSICS_COLUMNS)}
+    if "phonon" in settings.quantities:  # how much of a crystal's symmetry the phonon step may use
+        identity["point_symmetry"] = getattr(source, "point_symmetry", None)
+    return identity
 
 
 def physics_root(cache_dir=None) -> Path:
