@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.harness.results import git_info
 from benchmarks.perf.conftest import task_sample
 from hacknip_ase import get_backbone
 from hacknip_ase.physics import PHYSICS_COLUMNS, ElementalReferences, PhysicsSettings, compute_physics
@@ -61,7 +62,7 @@ def test_cpu_seconds_per_structure(benchmark, name):
            "all_quantities_cpu_s_per_structure": sum(cpu.values()),
            # rough: the costs grow with atoms (phonons with their square; this is a lower bound for them)
            "projected_log_kvrh_cpu_hours": {q: c * scale * FULL_SET / 3600 for q, c in cpu.items()},
-           "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+           "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "git": git_info()}
     _TABLE[name] = row
     benchmark.extra_info.update(row)
     if os.environ.get("HACKNIP_PHYSICS_TABLE"):
@@ -99,7 +100,7 @@ def test_phonon_symmetry_saving(benchmark, name):
                                    "symmetry-reduced": cpu[1e-5] / len(structures)},
            "cpu_ratio": cpu[0.0] / cpu[1e-5], "displaced_copies": {"all": copies[0.0], "symmetry-reduced": copies[1e-5]},
            "gamma_max_abs_shift_cm1": {"max": float(np.nanmax(shift)), "mean": float(np.nanmean(shift))},
-           "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+           "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "git": git_info()}
     benchmark.extra_info.update(row)
     _SYMMETRY_TABLE[name] = row
     if os.environ.get("HACKNIP_PHYSICS_SYMMETRY_TABLE"):

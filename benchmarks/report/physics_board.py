@@ -28,6 +28,12 @@ def _targets(path: Path, result: dict):
     return np.asarray(truth["targets"], float) if truth["ids"] == result["ids"] else None
 
 
+def commit_label(git: dict | None) -> str:
+    if not git:
+        return "?"
+    return (git.get("commit") or "?")[:7] + ("+dirty" if git.get("dirty") else "")
+
+
 def render(out_dir: Path = OUT_DIR) -> Path:
     """``out_dir/README.md``: one row per task, backbone and compared quantity, and a parity plot per file."""
     import matplotlib
@@ -66,7 +72,7 @@ def render(out_dir: Path = OUT_DIR) -> Path:
             reason_text = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items())) or "-"
             if comp["n_nonpositive"]:
                 reason_text += f"; <= 0 (no log): {comp['n_nonpositive']}"
-            commit = (result["git"].get("commit") or "?")[:7] + ("+dirty" if result["git"].get("dirty") else "")
+            commit = commit_label(result["git"])
             lines.append(
                 f"| {result['task']} | {result['backbone']} | {label} | {subset['size']} ({subset['of']}, {subset['seed']}) "
                 f"| {comp['n_valid']} | {fmt(comp['mae'])} | {fmt(comp['bias'])} | {fmt(comp.get('mae_after_mean_shift'))} "
@@ -117,14 +123,14 @@ def render(out_dir: Path = OUT_DIR) -> Path:
                   "matbench_phonons structures with every first-cell atom displaced +- x, y, z (`phonon_symprec=0`) and",
                   "with only the displacements the crystal's rotations do not relate (default), interleaved in one run.", "",
                   ("| backbone | structures (mean atoms) | CPU-s / structure, all | CPU-s / structure, reduced | CPU ratio "
-                   "| displaced copies, all / reduced | Gamma max shift, cm^-1 (max, mean) |"),
-                  "|---|---|---|---|---|---|---|"]
+                   "| displaced copies, all / reduced | Gamma max shift, cm^-1 (max, mean) | commit |"),
+                  "|---|---|---|---|---|---|---|---|"]
         for name, row in json.loads(symmetry_file.read_text()).items():
             per, copies, shift = row["cpu_s_per_structure"], row["displaced_copies"], row["gamma_max_abs_shift_cm1"]
             lines.append(f"| {name} | {row['n_structures']} {row['source']} ({row['mean_atoms']:.1f}) | "
                          f"{fmt(per['all displacements'], 3)} | {fmt(per['symmetry-reduced'], 3)} | "
                          f"{fmt(row['cpu_ratio'], 3)} | {copies['all']} / {copies['symmetry-reduced']} | "
-                         f"{fmt(shift['max'], 3)}, {fmt(shift['mean'], 3)} |")
+                         f"{fmt(shift['max'], 3)}, {fmt(shift['mean'], 3)} | {commit_label(row.get('git'))} |")
         lines.append("")
     readme = Path(out_dir) / "README.md"
     with atomic_output(readme) as tmp:
