@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms, units
 
+from ..errors import InvalidOptionError
+
 #: hbar * sqrt(eV / (A^2 amu)) in eV: sqrt of a mass-weighted force-constant eigenvalue -> energy.
 _HBAR_OMEGA_EV = units._hbar * 1e10 / np.sqrt(units._e * units._amu)
 EV_TO_INVCM = 1.0 / units.invcm
@@ -106,7 +108,7 @@ def displacement_plan(atoms: Atoms, repeats, symprec: float = 1e-5, symmetry: st
     and inversion: every operation is used), "SO(3)" (proper rotations only: SevenNet-0 has no
     parity), None (not even those: no symmetry, as with ``symprec=0``)."""
     if symmetry not in POINT_SYMMETRIES:
-        raise ValueError(f"symmetry must be one of {POINT_SYMMETRIES}, got {symmetry!r}")
+        raise InvalidOptionError(f"symmetry must be one of {POINT_SYMMETRIES}, got {symmetry!r}")
     supercell = atoms.repeat(repeats)
     supercell.calc = None
     operations = _supercell_operations(atoms, supercell, repeats, symprec if symmetry else 0.0)
@@ -156,8 +158,7 @@ def _supercell_operations(atoms: Atoms, supercell: Atoms, repeats, symprec: floa
     lattice = atoms.cell[:]
     dims = np.array(repeats, float)
     fractional = supercell.positions @ np.linalg.inv(lattice)  # in units of the primitive lattice vectors
-    shifts = np.array([(i, j, k) for i in range(int(dims[0])) for j in range(int(dims[1]))
-                       for k in range(int(dims[2]))], float)
+    shifts = copy_grid(repeats).astype(float)
     tol = max(4 * symprec, 1e-6)
     translations = [_image(fractional + shift, fractional, dims, lattice, supercell.numbers, tol) for shift in shifts]
     operations = [identity]
@@ -188,6 +189,12 @@ def _image(moved, fractional, dims, lattice, numbers, tol: float) -> np.ndarray 
     return image
 
 
+def copy_grid(repeats) -> np.ndarray:
+    """(copies, 3) lattice offsets of the supercell's copies, in the order ``Atoms.repeat`` makes them."""
+    r0, r1, r2 = (int(r) for r in repeats)
+    return np.array([(m0, m1, m2) for m0 in range(r0) for m1 in range(r1) for m2 in range(r2)])
+
+
 def force_constants(repeats, first: np.ndarray) -> np.ndarray:
     """Supercell force constants (3N, 3N), eV/A^2, from the first copy's rows
     (:meth:`DisplacementPlan.first_rows`, ``first[a, alpha, j, beta] = d^2E / du_(a, alpha) du_(j, beta)``).
@@ -198,7 +205,7 @@ def force_constants(repeats, first: np.ndarray) -> np.ndarray:
     """
     r0, r1, r2 = (int(r) for r in repeats)
     n_prim, n = first.shape[0], first.shape[2]
-    grid = np.array([(m0, m1, m2) for m0 in range(r0) for m1 in range(r1) for m2 in range(r2)])
+    grid = copy_grid(repeats)
     dims = np.array([r0, r1, r2])
     full = np.zeros((n, 3, n, 3))
     for t, shift in enumerate(grid):
