@@ -123,14 +123,24 @@ def shard_path(out_dir: Path, task_name: str, backbone_name: str, shard: tuple[i
     return Path(out_dir) / "shards" / f"{task_name}__{backbone_name}.{shard[0]}of{shard[1]}.json"
 
 
-def _shard_costs(out_dir: Path, task_name: str, backbone_name: str, settings: dict, rows: np.ndarray) -> dict | None:
+def _same_method(shard: dict, settings, identity: dict) -> bool:
+    """Whether a shard file's numbers are this run's: the same backbone and the same settings of the
+    quantities asked for (``PhysicsSettings.matches``: a phonon setting added since keeps moduli shards)."""
+    def without_settings(record: dict) -> dict:
+        return {k: v for k, v in record.items() if k != "settings"}
+
+    return (settings.matches(shard.get("settings") or {})
+            and without_settings(shard.get("backbone_identity") or {}) == without_settings(json.loads(json.dumps(identity))))
+
+
+def _shard_costs(out_dir: Path, task_name: str, backbone_name: str, settings, identity: dict,
+                 rows: np.ndarray) -> dict | None:
     """CPU time and structures computed by the shard runs of these rows and settings (parallel
     processes that filled the cache the whole-set run then reads), or None if there are none."""
     found = []
-    settings = json.loads(json.dumps(settings))  # as a shard file holds them (tuples become lists)
     for path in sorted((Path(out_dir) / "shards").glob(f"{task_name}__{backbone_name}.*of*.json")):
         shard = json.loads(path.read_text())
-        if shard["settings"] == settings and set(shard["subset"]["rows"]) <= set(rows.tolist()):
+        if _same_method(shard, settings, identity) and set(shard["subset"]["rows"]) <= set(rows.tolist()):
             found.append((path.name, shard["cost"]))
     if not found:
         return None
@@ -138,17 +148,15 @@ def _shard_costs(out_dir: Path, task_name: str, backbone_name: str, settings: di
             "computed": sum(c["computed"] for _, c in found)}
 
 
-def _from_shards(out_dir: Path, backbone_name: str, settings: dict, identity: dict, digests: list[str],
+def _from_shards(out_dir: Path, backbone_name: str, settings, identity: dict, digests: list[str],
                  columns: list[str]) -> dict | None:
     """The rows' values assembled from committed shard files (any task) of this backbone, identity and
-    settings, looked up by structure digest; None unless the shards hold every row."""
-    settings, identity = json.loads(json.dumps(settings)), json.loads(json.dumps(identity))
+    settings (a ``PhysicsSettings``), looked up by structure digest; None unless the shards hold every row."""
     found, files, cost, references = {}, [], {"cpu_seconds": 0.0, "computed": 0}, {}
     wanted = set(digests)
     for path in sorted((Path(out_dir) / "shards").glob(f"*__{backbone_name}.*of*.json")):
         shard = json.loads(path.read_text())
-        if (shard.get("settings") != settings or shard.get("backbone_identity") != identity
-                or "digests" not in shard or not set(columns) <= set(shard.get("values", {}))):
+        if (not _same_method(shard, settings, identity) or "digests" not in shard or not set(columns) <= set(shard.get("values", {}))):
             continue
         hits = [k for k, d in enumerate(shard["digests"]) if d in wanted and d not in found]
         if not hits:
@@ -209,7 +217,7 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
     load_cpu = time.process_time() - cpu0
     identity = physics_identity(backbone, physics_settings)
     assembled = None if shard is not None else _from_shards(
-        out_dir, backbone_name, asdict(physics_settings), identity, digests, kept)
+        out_dir, backbone_name, physics_settings, identity, digests, kept)
     if assembled is None:
         values, columns, metadata = physics_features(structures, backbone, settings=physics_settings,
                                                      cache_dir=cache_dir, progress=progress, ids=ids,
@@ -247,7 +255,7 @@ def run(task_name: str, backbone_name: str, *, subset: int | None, seed: int, da
         shards = {"files": assembled["files"], **assembled["cost"]}
     else:
         shards = None if shard is not None else _shard_costs(out_dir, task_name, backbone_name,
-                                                             metadata["settings"], rows)
+                                                             physics_settings, identity, rows)
     if shards is not None and shards["computed"] > metadata["computed"]:
         per = shards["cpu_seconds"] / shards["computed"]
         result["cost"].update(shards=shards, cpu_seconds_per_computed_structure=per,

@@ -3,6 +3,7 @@ settings, one structure's result record, the EmbeddingCalculator outputs, and th
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from .eos import EOS_FORMS
 #: Bump when a column, a reason code or a recipe changes (part of every cache identity).
 PHYSICS_FORMAT = 2  # 2: elemental references guarded against NIP collapse (unbracketed scans, big drops)
 QUANTITIES = ("energy", "formation", "eos", "elastic", "phonon")
+#: Settings that change one quantity's numbers only (the others, e.g. ``relax``, change them all).
+QUANTITY_SETTINGS = {"eos": ("eos_strains", "eos"), "elastic": ("elastic_strain",),
+                     "phonon": ("phonon_min_length", "phonon_max_atoms", "phonon_displacement", "phonon_symprec",
+                                "imaginary_tol")}
+_MISSING = object()
 
 #: column -> (unit, quantity that produces it). The order is the order of the feature vector.
 COLUMN_INFO = {
@@ -142,12 +148,27 @@ class PhysicsSettings:
             raise InvalidOptionError("phonon_min_length and imaginary_tol must be >= 0, phonon_symprec in [0, 0.5)")
 
     def identity(self) -> dict:
-        """What changes the numbers (the cache identity's part from the method)."""
+        """What changes the numbers of the quantities asked for (the cache identity's part from the
+        method). Another quantity's settings are left out, so that adding or changing a phonon setting
+        keeps the moduli already computed."""
         record = asdict(self)
         record.pop("max_batch_atoms")
         record.pop("max_force_batch_atoms")
+        for quantity, names in QUANTITY_SETTINGS.items():
+            if quantity not in self.quantities:
+                for name in names:
+                    record.pop(name)
         record["quantities"] = sorted(record["quantities"])
         return record
+
+    def matches(self, recorded: dict) -> bool:
+        """Whether settings recorded as a dict (a result file's, maybe written before a setting existed)
+        give this method's numbers: every setting in :meth:`identity` present and equal."""
+        wanted = json.loads(json.dumps(self.identity()))  # tuples as lists, as a JSON file holds them
+        held = {name: recorded.get(name, _MISSING) for name in wanted}
+        if isinstance(held["quantities"], list | tuple):
+            held["quantities"] = sorted(held["quantities"])
+        return held == wanted
 
 
 @dataclass
