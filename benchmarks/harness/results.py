@@ -126,8 +126,8 @@ class ResultWriter:
         The result file (see :func:`result_path`).
     header
         ``task``, ``model``, ``seeds`` and anything else that describes the run. ``task``,
-        ``model``, ``seeds`` and ``limit`` form the identity that decides whether folds of an
-        existing file may be reused.
+        ``model``, ``seeds``, ``limit`` and the embeddings' cache identity (``featurization``)
+        form the identity that decides whether folds of an existing file may be reused.
     resume
         Reuse finished folds of an existing file with the same identity (default True).
     """
@@ -135,6 +135,9 @@ class ResultWriter:
     def __init__(self, path: str | os.PathLike, header: Mapping, *, resume: bool = True) -> None:
         self.path = Path(path)
         identity = {k: header.get(k) for k in ("task", "model", "seeds", "limit")}
+        embeddings = (header.get("featurization") or {}).get("cache_identity")
+        if embeddings is not None:  # the same row on other embeddings (weights, options, release) is another run
+            identity["embeddings"] = embeddings
         self.identity = identity_hash(identity)
         self.record = {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, **header, "identity": self.identity,

@@ -204,7 +204,8 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", config:
     header = {
         "task": task_header(task, data, n_featurize_skipped=int((~present).sum())),
         "model": frozen_model(nip, recipe, head_params, classification, inner_cv=options.inner_cv,
-                              holdout=options.holdout, rule=VALID_RULE if task.select_on_valid else None),
+                              holdout=options.holdout, rule=VALID_RULE if task.select_on_valid else None,
+                              descriptors=[info for info, _ in descriptors]),
         "seeds": {"head": seed, "selection": seed, "split": sorted({s.seed for s in all_splits} - {None}),
                   **({"per_split": "head and selection of split seed_k seeded with head seed + k"}
                      if task.seeded_replicates else {})},
@@ -296,11 +297,12 @@ def run(task_name: str, backbone: str = "chgnet", head: str = "xgboost", config:
 
 
 def frozen_model(nip, recipe: Recipe | str, head_params: Mapping | None, classification: bool, *,
-                 rule: str | None = None, **selection) -> dict:
+                 rule: str | None = None, descriptors: Sequence[Mapping] = (), **selection) -> dict:
     """The ``model`` block of a frozen-embedding result (``selection``: inner_cv, holdout; ``rule``
     defaults to the size rule of :func:`hacknip_ase.heads.selection.selection_scheme`). ``head``
     is the row's name (:meth:`Recipe.label`); ``recipe`` what it fits (absent for the plain
-    paper protocol)."""
+    paper protocol); ``descriptors`` the infos of the recipe's extra sources (their settings'
+    hash among them, so that a changed physics setting is another run, not a resumed one)."""
     from hacknip_ase.heads.selection import SELECTION_RULE
 
     recipe = recipe if isinstance(recipe, Recipe) else Recipe(head=recipe)
@@ -311,6 +313,8 @@ def frozen_model(nip, recipe: Recipe | str, head_params: Mapping | None, classif
                            "scoring": "roc_auc" if classification else "mae", "rule": rule, **selection}}
     if not recipe.is_plain:
         block["recipe"] = recipe.as_dict()
+    if descriptors:
+        block["descriptors"] = [dict(info) for info in descriptors]
     return block
 
 

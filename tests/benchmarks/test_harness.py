@@ -183,6 +183,9 @@ def test_writer_is_reusable_for_other_engines(tmp_path):
     record = writer.finish({"total": 2.0})
     assert read_result(path)["summary"]["mae"] == {"mean": 2.0, "std": 1.0, "n_folds": 2}
     assert record["model"]["kind"] == "finetune" and results_mod.iter_results(tmp_path)[0][0] == path
+    assert ResultWriter(path, header).done == {"fold_0", "fold_1"}
+    on_other_embeddings = {**header, "featurization": {"cache_identity": "another cache"}}
+    assert ResultWriter(path, on_other_embeddings).done == set()  # other weights or options: nothing reused
 
 
 def test_true_targets_stay_out_of_the_result_file(tmp_path):
@@ -349,3 +352,26 @@ def test_multi_nip_rows_add_another_backbones_embeddings(tmp_path, cache, capsys
         bench_main(["run", "--task", "synthetic_emt_alloys", "--features", "sevenet", "-q"])
     assert exit_info.value.code == 2
     assert "sevenet" in capsys.readouterr().err
+
+
+def test_a_changed_descriptor_source_is_another_run_not_a_resumed_one(tmp_path, cache, monkeypatch):
+    """An extra source's settings (a physics setting, say) change its info: the folds of the file
+    written with the old one must be refitted, not copied into a result that names the new code."""
+    from benchmarks.harness.recipe import Recipe
+
+    recipe = Recipe(head="ridge", descriptors=("composition",), candidates="multi")
+    config = small(tmp_path, cache, folds=["fold_0"])
+    first = run_mod.run("synthetic_emt_alloys", "chgnet", config=config, recipe=recipe)
+    assert [d["name"] for d in first["model"]["descriptors"]] == ["composition"]
+    fits = []
+    original = DepthSelector.fit
+    monkeypatch.setattr(DepthSelector, "fit", lambda self, X, y: (fits.append(len(y)), original(self, X, y))[1])
+    again = run_mod.run("synthetic_emt_alloys", "chgnet", config=config, recipe=recipe)
+    assert fits == [] and again["resumed_from"]["folds"] == ["fold_0"]  # unchanged: resumed
+
+    info = run_mod._source_info
+    monkeypatch.setattr(run_mod, "_source_info", lambda source: {**info(source), "weights_sha256": "other settings"}
+                        if source.name == "composition" else info(source))
+    changed = run_mod.run("synthetic_emt_alloys", "chgnet", config=config, recipe=recipe)
+    assert len(fits) == 1 and "resumed_from" not in changed
+    assert changed["model"]["descriptors"][0]["weights_sha256"] == "other settings"
